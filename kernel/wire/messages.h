@@ -1,0 +1,191 @@
+// Fixed-layout messages, one pair per opcode (see opcodes.h for the list and
+// header.h for what precedes them). Rules: little-endian integers, explicit
+// padding fields, no pointers, no conditional layout, a static_assert on
+// every size. Each message that can hold something invalid has validate(),
+// which decode() runs before the message is used.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "kernel/result.h"
+
+namespace sk::wire {
+
+inline constexpr uint32_t kPageSize = 4096;
+// The most pages one P2M_PAGE_READ/WRITE may carry (4 MiB).
+inline constexpr uint32_t kMaxPagesPerMessage = 1024;
+
+// A NUL-terminated string in a fixed array. The decoder rejects one without a
+// terminating NUL, so view() never runs off the end.
+template <size_t N>
+struct FixedString {
+  char bytes[N];
+
+  void set(std::string_view text) {
+    std::memset(bytes, 0, N);
+    std::memcpy(bytes, text.data(), std::min(text.size(), N - 1));
+  }
+  std::string_view view() const { return std::string_view(bytes, strnlen(bytes, N)); }
+  std::string str() const { return std::string(view()); }
+  bool terminated() const { return std::memchr(bytes, '\0', N) != nullptr; }
+};
+
+inline constexpr size_t kAddressLength = 64;
+inline constexpr size_t kVnodeNameLength = 32;
+
+enum class FabricKind : uint8_t { kTcp = 1, kVerbs = 2 };
+std::string_view to_string(FabricKind kind);
+
+// A vNode name: 1..31 characters of [a-z0-9_-], starting with a letter or
+// digit. Kept small and safe because it names directories on sComponents.
+Result<void> validate_vnode_name(std::string_view name);
+
+// ---- FABRIC_ -------------------------------------------------------------
+
+// FABRIC_READ: read `length` bytes at `offset` of the peer's registered
+// region `rkey`. Reply: the bytes.
+// FABRIC_WRITE: the same, followed by `length` bytes to write. Reply: empty.
+struct FabricAccess {
+  uint32_t rkey;
+  uint32_t length;
+  uint64_t offset;
+};
+static_assert(sizeof(FabricAccess) == 16);
+
+// ---- C2MON_ --------------------------------------------------------------
+
+struct JoinRequest {
+  uint8_t kind;    // NodeKind
+  uint8_t fabric;  // FabricKind
+  uint16_t reserved0;
+  uint32_t reserved1;
+  uint64_t capacity;  // bytes: ExCache budget (p), memory (m), disk (s)
+  FixedString<kAddressLength> address;  // where peers reach this component
+  Result<void> validate() const;
+};
+static_assert(sizeof(JoinRequest) == 80);
+
+struct JoinReply {
+  uint32_t node;
+  uint32_t heartbeat_interval_ms;
+};
+static_assert(sizeof(JoinReply) == 8);
+
+struct Heartbeat {
+  uint32_t node;
+  uint32_t load;  // running processes (p) or vNodes served (m, s)
+  uint64_t capacity;
+  uint64_t usage;
+};
+static_assert(sizeof(Heartbeat) == 24);
+
+struct LeaveRequest {
+  uint32_t node;
+  uint32_t reserved;
+};
+static_assert(sizeof(LeaveRequest) == 8);
+
+// ---- CTL2MON_ ------------------------------------------------------------
+
+// Reply of CTL2MON_NODES and CTL2MON_VNODE_LIST: a count, then that many
+// records as the tail.
+struct ListReply {
+  uint32_t count;
+  uint32_t reserved;
+};
+static_assert(sizeof(ListReply) == 8);
+
+struct NodeRecord {
+  uint32_t id;
+  uint8_t kind;
+  uint8_t state;
+  uint8_t fabric;
+  uint8_t reserved0;
+  uint32_t load;
+  uint32_t vnodes;
+  uint64_t capacity;
+  uint64_t usage;
+  uint64_t heartbeat_age_ms;  // time since the last heartbeat
+  uint64_t joined_unix_ms;
+  FixedString<kAddressLength> address;
+  Result<void> validate() const;
+};
+static_assert(sizeof(NodeRecord) == 112);
+
+struct VnodeCreateRequest {
+  FixedString<kVnodeNameLength> name;
+  uint64_t cache;   // per-vNode ExCache budget in bytes; 0 = the pComponent's
+  uint64_t memory;  // memory quota in bytes; 0 = the monitor's default
+  Result<void> validate() const;
+};
+static_assert(sizeof(VnodeCreateRequest) == 48);
+
+struct VnodeRecord {
+  uint32_t id;
+  uint32_t scomponent;  // node holding its root
+  uint64_t cache;
+  uint64_t memory;
+  uint64_t created_unix_ms;
+  uint32_t processes;
+  uint32_t reserved;
+  FixedString<kVnodeNameLength> name;
+  Result<void> validate() const;
+};
+static_assert(sizeof(VnodeRecord) == 72);
+
+struct VnodeDestroyRequest {
+  FixedString<kVnodeNameLength> name;
+  Result<void> validate() const;
+};
+static_assert(sizeof(VnodeDestroyRequest) == 32);
+
+// ---- MON2P_, MON2M_, MON2S_ ----------------------------------------------
+
+// MON2P/MON2M/MON2S_VNODE_CREATE: the vNode id is in the header too; the
+// body repeats what the component needs to serve it.
+struct VnodeSetup {
+  uint32_t vnode;
+  uint32_t reserved;
+  uint64_t cache;
+  uint64_t memory;
+  FixedString<kVnodeNameLength> name;
+  Result<void> validate() const;
+};
+static_assert(sizeof(VnodeSetup) == 56);
+
+struct VnodeTeardown {
+  uint32_t vnode;
+  uint32_t reserved;
+};
+static_assert(sizeof(VnodeTeardown) == 8);
+
+// ---- P2M_ ----------------------------------------------------------------
+
+// P2M_MM_CREATE: empty request (the vNode is in the header).
+struct MmCreateReply {
+  uint64_t mm;
+};
+static_assert(sizeof(MmCreateReply) == 8);
+
+struct MmFreeRequest {
+  uint64_t mm;
+};
+static_assert(sizeof(MmFreeRequest) == 8);
+
+// P2M_PAGE_READ: reply tail is count pages (zero pages where never written).
+// P2M_PAGE_WRITE: request tail is count pages. P2M_PAGE_FREE: no tail.
+struct PageRange {
+  uint64_t mm;
+  uint64_t address;  // page aligned
+  uint32_t count;    // 1..kMaxPagesPerMessage
+  uint32_t reserved;
+  Result<void> validate() const;
+};
+static_assert(sizeof(PageRange) == 24);
+
+}  // namespace sk::wire

@@ -1,0 +1,49 @@
+// The one list of wire opcodes. Each is named by its direction, as in LegoOS:
+//   FABRIC_  spoken by the transports themselves (one-sided ops, ping)
+//   C2MON_   any component to the monitor (membership)
+//   CTL2MON_ the console (splitctl) to the monitor
+//   MON2P_, MON2M_, MON2S_  the monitor to a p/m/sComponent
+//   P2M_, P2S_  a pComponent to an m/sComponent
+// A reply carries the request's opcode with kFlagReply set in the header.
+// The high byte of an opcode is its direction group.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace sk::wire {
+
+#define SK_WIRE_OPCODES(X)        \
+  X(FABRIC_READ, 0x0001)          \
+  X(FABRIC_WRITE, 0x0002)         \
+  X(FABRIC_PING, 0x0003)          \
+  X(C2MON_JOIN, 0x0101)           \
+  X(C2MON_HEARTBEAT, 0x0102)      \
+  X(C2MON_LEAVE, 0x0103)          \
+  X(CTL2MON_NODES, 0x0201)        \
+  X(CTL2MON_VNODE_CREATE, 0x0202) \
+  X(CTL2MON_VNODE_LIST, 0x0203)   \
+  X(CTL2MON_VNODE_DESTROY, 0x0204) \
+  X(MON2P_VNODE_CREATE, 0x0301)   \
+  X(MON2P_VNODE_DESTROY, 0x0302)  \
+  X(MON2M_VNODE_CREATE, 0x0311)   \
+  X(MON2M_VNODE_DESTROY, 0x0312)  \
+  X(MON2S_VNODE_CREATE, 0x0321)   \
+  X(MON2S_VNODE_DESTROY, 0x0322)  \
+  X(P2M_MM_CREATE, 0x0401)        \
+  X(P2M_MM_FREE, 0x0402)          \
+  X(P2M_PAGE_READ, 0x0403)        \
+  X(P2M_PAGE_WRITE, 0x0404)       \
+  X(P2M_PAGE_FREE, 0x0405)
+
+enum class Opcode : uint16_t {
+#define SK_WIRE_OPCODE_ENUM(name, value) name = value,
+  SK_WIRE_OPCODES(SK_WIRE_OPCODE_ENUM)
+#undef SK_WIRE_OPCODE_ENUM
+};
+
+// "P2M_PAGE_READ", or "unknown" for a value that is not in the list.
+std::string_view opcode_name(uint16_t raw);
+bool is_known_opcode(uint16_t raw);
+
+}  // namespace sk::wire
