@@ -63,6 +63,14 @@ struct TracerStats {
   uint64_t threads = 0;
 };
 
+// A process the launcher traces: a launched program or one of its
+// descendants (threads are not listed).
+struct TracedProcess {
+  pid_t pid = -1;        // host pid
+  VnodeId vnode = kNoVnode;
+  pid_t launched = -1;   // host pid of the launched program it descends from
+};
+
 class Launcher {
  public:
   using ExitFn = std::function<void(ExitStatus)>;
@@ -81,6 +89,9 @@ class Launcher {
 
   // The pid the program has inside its vNode.
   virtual Result<pid_t> vnode_pid(pid_t pid) = 0;
+
+  // Every traced process (thread group leaders only), in pid order.
+  virtual std::vector<TracedProcess> processes() = 0;
 
   // Kills every program of the vNode and its init; a later launch starts over.
   virtual void drop_vnode(VnodeId vnode) = 0;

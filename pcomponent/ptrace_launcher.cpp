@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <deque>
@@ -199,6 +200,19 @@ class PtraceLauncher final : public Launcher {
     });
   }
 
+  std::vector<TracedProcess> processes() override {
+    auto listed = on_tracer<std::vector<TracedProcess>>([&]() -> Result<std::vector<TracedProcess>> {
+      std::vector<TracedProcess> list;
+      for (const auto& [pid, tracee] : m_tracees) {
+        if (!tracee.thread) list.push_back(TracedProcess{pid, tracee.vnode, tracee.launched});
+      }
+      std::sort(list.begin(), list.end(),
+                [](const auto& a, const auto& b) { return a.pid < b.pid; });
+      return list;
+    });
+    return listed ? std::move(listed).value() : std::vector<TracedProcess>{};
+  }
+
   TracerStats stats() override {
     std::lock_guard lock(m_stats_mutex);
     return m_stats;
@@ -211,6 +225,11 @@ class PtraceLauncher final : public Launcher {
   };
   struct Launched {
     ExitFn on_exit;
+  };
+  struct Tracee {
+    VnodeId vnode = kNoVnode;
+    pid_t launched = -1;
+    bool thread = false;  // a thread of another tracee, not a process
   };
 
   // Runs fn on the tracer thread and waits for its result.
@@ -364,6 +383,7 @@ class PtraceLauncher final : public Launcher {
       return make_error(error, "ptrace the program");
     }
     m_launched[pid] = Launched{std::move(on_exit)};
+    m_tracees[pid] = Tracee{spec.vnode, pid, false};
     {
       std::lock_guard lock(m_stats_mutex);
       ++m_stats.launched;
@@ -428,6 +448,7 @@ class PtraceLauncher final : public Launcher {
           break;
         }
       }
+      m_tracees.erase(pid);
       if (auto it = m_launched.find(pid); it != m_launched.end()) {
         auto on_exit = std::move(it->second.on_exit);
         m_launched.erase(it);
@@ -449,6 +470,15 @@ class PtraceLauncher final : public Launcher {
       case PTRACE_EVENT_FORK:
       case PTRACE_EVENT_VFORK:
       case PTRACE_EVENT_CLONE: {
+        unsigned long child = 0;
+        ::ptrace(PTRACE_GETEVENTMSG, pid, nullptr, &child);
+        // A clone that shares the address space and thread group is a
+        // thread; anything else is a new process of the same vNode.
+        if (auto parent = m_tracees.find(pid); parent != m_tracees.end() && child != 0) {
+          bool thread = event == PTRACE_EVENT_CLONE && is_thread(static_cast<pid_t>(child));
+          m_tracees[static_cast<pid_t>(child)] =
+              Tracee{parent->second.vnode, parent->second.launched, thread};
+        }
         std::lock_guard lock(m_stats_mutex);
         ++(event == PTRACE_EVENT_CLONE ? m_stats.threads : m_stats.forks);
         break;
@@ -475,6 +505,16 @@ class PtraceLauncher final : public Launcher {
         break;
     }
     ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+  }
+
+  // A thread's Tgid differs from its own id.
+  static bool is_thread(pid_t tid) {
+    std::ifstream status("/proc/" + std::to_string(tid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Tgid:", 0) == 0) return std::stol(line.substr(5)) != tid;
+    }
+    return false;
   }
 
   void on_seccomp(pid_t pid) {
@@ -513,6 +553,7 @@ class PtraceLauncher final : public Launcher {
   // Tracer thread only.
   std::unordered_map<VnodeId, VnodeInit> m_inits;
   std::unordered_map<pid_t, Launched> m_launched;
+  std::unordered_map<pid_t, Tracee> m_tracees;
 };
 
 }  // namespace

@@ -117,13 +117,21 @@ struct NodeRecord {
 };
 static_assert(sizeof(NodeRecord) == 112);
 
+// The image a new vNode's root starts from: empty `image` means the default
+// image ("default"); kVnodeEmptyRoot asks for an empty tree instead.
+inline constexpr uint32_t kVnodeEmptyRoot = 1u << 0;
+inline constexpr std::string_view kDefaultImage = "default";
+
 struct VnodeCreateRequest {
   FixedString<kVnodeNameLength> name;
   uint64_t cache;   // per-vNode ExCache budget in bytes; 0 = the pComponent's
   uint64_t memory;  // memory quota in bytes; 0 = the monitor's default
+  FixedString<kVnodeNameLength> image;
+  uint32_t flags;   // kVnodeEmptyRoot
+  uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeCreateRequest) == 48);
+static_assert(sizeof(VnodeCreateRequest) == 88);
 
 struct VnodeRecord {
   uint32_t id;
@@ -132,11 +140,12 @@ struct VnodeRecord {
   uint64_t memory;
   uint64_t created_unix_ms;
   uint32_t processes;
-  uint32_t reserved;
+  uint32_t flags;  // kVnodeEmptyRoot
   FixedString<kVnodeNameLength> name;
+  FixedString<kVnodeNameLength> image;  // empty for an empty root
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeRecord) == 72);
+static_assert(sizeof(VnodeRecord) == 104);
 
 struct VnodeDestroyRequest {
   FixedString<kVnodeNameLength> name;
@@ -150,13 +159,18 @@ static_assert(sizeof(VnodeDestroyRequest) == 32);
 // body repeats what the component needs to serve it.
 struct VnodeSetup {
   uint32_t vnode;
-  uint32_t reserved;
+  uint32_t flags;  // kVnodeEmptyRoot
   uint64_t cache;
   uint64_t memory;
   FixedString<kVnodeNameLength> name;
+  // The image the sComponent copies into a new root (empty: none).
+  FixedString<kVnodeNameLength> image;
+  // Where the vNode's root lives (the sComponent's fabric address), for the
+  // pComponents that mount it.
+  FixedString<kAddressLength> scomponent;
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeSetup) == 56);
+static_assert(sizeof(VnodeSetup) == 152);
 
 struct VnodeTeardown {
   uint32_t vnode;

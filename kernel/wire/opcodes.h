@@ -34,7 +34,24 @@ namespace sk::wire {
   X(P2M_MM_FREE, 0x0402)          \
   X(P2M_PAGE_READ, 0x0403)        \
   X(P2M_PAGE_WRITE, 0x0404)       \
-  X(P2M_PAGE_FREE, 0x0405)
+  X(P2M_PAGE_FREE, 0x0405)        \
+  X(P2S_GETATTR, 0x0501)          \
+  X(P2S_OPEN, 0x0502)             \
+  X(P2S_READ, 0x0503)             \
+  X(P2S_WRITE, 0x0504)            \
+  X(P2S_CREATE, 0x0505)           \
+  X(P2S_MKDIR, 0x0506)            \
+  X(P2S_MKNOD, 0x0507)            \
+  X(P2S_SYMLINK, 0x0508)          \
+  X(P2S_LINK, 0x0509)             \
+  X(P2S_UNLINK, 0x050a)           \
+  X(P2S_RMDIR, 0x050b)            \
+  X(P2S_RENAME, 0x050c)           \
+  X(P2S_READDIR, 0x050d)          \
+  X(P2S_READLINK, 0x050e)         \
+  X(P2S_SETATTR, 0x050f)          \
+  X(P2S_FSYNC, 0x0510)            \
+  X(P2S_STATFS, 0x0511)
 
 enum class Opcode : uint16_t {
 #define SK_WIRE_OPCODE_ENUM(name, value) name = value,

@@ -91,10 +91,36 @@ static Result<void> check_name(const FixedString<kVnodeNameLength>& name) {
   return validate_vnode_name(name.view());
 }
 
-Result<void> VnodeCreateRequest::validate() const { return check_name(name); }
-Result<void> VnodeRecord::validate() const { return check_name(name); }
+// An image name is a vNode-style name, or empty.
+static Result<void> check_image(const FixedString<kVnodeNameLength>& image) {
+  if (!image.terminated()) return make_error(EINVAL, "image name is not terminated");
+  if (image.view().empty()) return {};
+  return validate_vnode_name(image.view());
+}
+
+Result<void> VnodeCreateRequest::validate() const {
+  TRY(check_name(name));
+  TRY(check_image(image));
+  if ((flags & ~kVnodeEmptyRoot) != 0) return make_error(EINVAL, "unknown vNode flags");
+  if ((flags & kVnodeEmptyRoot) && !image.view().empty()) {
+    return make_error(EINVAL, "an empty vNode has no image");
+  }
+  return {};
+}
+
+Result<void> VnodeRecord::validate() const {
+  TRY(check_name(name));
+  return check_image(image);
+}
+
 Result<void> VnodeDestroyRequest::validate() const { return check_name(name); }
-Result<void> VnodeSetup::validate() const { return check_name(name); }
+
+Result<void> VnodeSetup::validate() const {
+  TRY(check_name(name));
+  TRY(check_image(image));
+  if (!scomponent.terminated()) return make_error(EINVAL, "sComponent address is not terminated");
+  return {};
+}
 
 Result<void> PageRange::validate() const {
   if (address % kPageSize != 0) return make_error(EINVAL, "page address not aligned");

@@ -1,0 +1,156 @@
+// The monitor's request handling: membership (C2MON_*), the console's
+// requests (CTL2MON_*) and the requests the monitor itself sends to
+// components (MON2P_/MON2M_/MON2S_VNODE_*).
+//
+// The protocol, as served here (every request carries vNode 0 unless said):
+//   C2MON_JOIN       JoinRequest -> JoinReply{node, heartbeat_interval_ms}.
+//                    The connection the join came on is kept: the monitor
+//                    sends that component its MON2x_ requests on it, and its
+//                    closing marks the node failed at once. After the reply,
+//                    the component is sent MON2x_VNODE_CREATE for every vNode
+//                    it should know (all of them for p/m, those rooted on it
+//                    for s).
+//   C2MON_HEARTBEAT  Heartbeat -> empty; ENOENT when the node is unknown or
+//                    left (the component joins again). A failed node that
+//                    heartbeats is alive again and is brought up to date.
+//   C2MON_LEAVE      LeaveRequest -> empty; ENOENT when unknown.
+//   CTL2MON_NODES    empty -> ListReply + NodeRecord[count], the monitor first.
+//   CTL2MON_VNODE_LIST    empty -> ListReply + VnodeRecord[count], by id.
+//   CTL2MON_VNODE_CREATE  VnodeCreateRequest -> VnodeRecord. EEXIST for a
+//                    duplicate name; EHOSTUNREACH when no sComponent is
+//                    alive. The root's sComponent gets MON2S_VNODE_CREATE
+//                    first (failure: nothing is kept, the error is returned);
+//                    then every alive m/pComponent gets MON2M_/MON2P_
+//                    (failures there are logged, not fatal).
+//   CTL2MON_VNODE_DESTROY VnodeDestroyRequest -> empty; ENOENT when missing.
+//                    Every alive component that set the vNode up gets
+//                    MON2x_VNODE_DESTROY; their failures are logged.
+//   MON2x_VNODE_CREATE   VnodeSetup, header vnode = id -> empty (idempotent
+//                    on the component: it may be re-sent after a failure).
+//   MON2x_VNODE_DESTROY  VnodeTeardown, header vnode = id -> empty.
+//
+// Threads: the handlers run on the transport's thread and never block.
+// vNode creation and destruction, and bringing a component up to date, wait
+// for components' replies, so they run one at a time, in order, on the
+// monitor's worker thread; that order is also what keeps the vNode table
+// consistent (only the worker changes it). A failure-detector thread checks
+// heartbeat ages.
+//
+// Lock order: m_mutex (node and vNode tables), then m_queue_mutex (never
+// held together in practice). No lock is held while a request to a
+// component is outstanding or while a connection's close handler is set.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernel/config.h"
+#include "kernel/fabric/transport.h"
+#include "kernel/rpc/rpc.h"
+#include "monitor/membership.h"
+#include "monitor/vnode_table.h"
+
+namespace sk::monitor {
+
+// Components are told to heartbeat this often (JoinReply).
+inline constexpr uint32_t kHeartbeatIntervalMs = 500;
+
+class MonitorServer {
+ public:
+  struct Options {
+    wire::FabricKind fabric = wire::FabricKind::kTcp;
+    std::string address;  // the monitor's own address, shown in `nodes`
+    uint64_t default_memory = 1ull << 30;
+    Duration failure_timeout = std::chrono::milliseconds(2000);
+    // Each MON2x_ request to a component; generous because an sComponent may
+    // populate a vNode root from the default image.
+    Duration component_timeout = std::chrono::seconds(20);
+  };
+
+  explicit MonitorServer(Options options);
+  // Stops the threads; the transport must already be stopped (or never
+  // have been given dispatcher()).
+  ~MonitorServer();
+
+  MonitorServer(const MonitorServer&) = delete;
+  MonitorServer& operator=(const MonitorServer&) = delete;
+
+  // Serves C2MON_* and CTL2MON_*; must outlive the transport's use of it.
+  const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+
+  // The bound listen address, once known.
+  void set_address(std::string address);
+
+  // Starts the worker and the failure detector. Call once.
+  void start();
+
+  // Stops both threads; requests still queued fail with ESHUTDOWN.
+  // Idempotent. Stop the transport first so that a request in flight to a
+  // component fails fast instead of waiting for its timeout.
+  void stop();
+
+  // One pass of the failure detector at time `now` (its thread calls this;
+  // tests call it with their own clock).
+  void check_failures(Clock::time_point now);
+
+  // Waits until the worker has finished every job queued before the call
+  // (tests).
+  void drain();
+
+ private:
+  // A component the worker sends requests to, copied out of the node table
+  // so that no lock is held while the requests are in flight.
+  struct Target {
+    NodeId id = kNoNode;
+    NodeKind kind = NodeKind::kPcomponent;
+    std::string address;
+    std::shared_ptr<fabric::Connection> connection;
+  };
+  // A job gets `cancelled` = true when the monitor stops before running it.
+  using Job = std::function<void(bool cancelled)>;
+
+  // Transport thread.
+  void handle_join(rpc::Message request, rpc::Responder responder);
+  Result<rpc::Bytes> handle_heartbeat(const rpc::Message& request);
+  Result<rpc::Bytes> handle_leave(const rpc::Message& request);
+  Result<rpc::Bytes> handle_nodes();
+  Result<rpc::Bytes> handle_vnode_list();
+  void on_connection_closed(NodeId node, const fabric::Connection* connection);
+
+  // Worker thread.
+  Result<wire::VnodeRecord> create_vnode(const wire::VnodeCreateRequest& request);
+  Result<void> destroy_vnode(const std::string& name);
+  void sync_node(NodeId node);
+  std::vector<Result<void>> call_all(const std::vector<Target>& targets,
+                                     wire::Opcode (*opcode_for)(NodeKind), VnodeId vnode,
+                                     const rpc::Bytes& payload);
+
+  Target target(const NodeEntry& entry) const;
+  void enqueue(Job job);
+  void run_worker();
+  void run_detector();
+
+  Options m_options;
+  rpc::Dispatcher m_dispatcher{"monitor"};
+
+  std::mutex m_mutex;  // guards m_membership, m_vnodes
+  Membership m_membership;
+  VnodeTable m_vnodes;
+
+  std::mutex m_queue_mutex;  // guards m_queue, m_stopping
+  std::condition_variable m_queue_wake;
+  std::deque<Job> m_queue;
+  bool m_stopping = false;
+  bool m_started = false;
+
+  std::thread m_worker;
+  std::thread m_detector;
+};
+
+}  // namespace sk::monitor

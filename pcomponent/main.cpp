@@ -1,0 +1,64 @@
+// pcomponent: the daemon where vNodes' processes run. It joins the monitor,
+// lends its ExCache budget and mounts the roots of the vNodes placed on it
+// (FUSE, served from their sComponents); process execution comes with other
+// issues.
+//
+// The same binary is each vNode's init: `pcomponent --vnode-init FD HOSTNAME
+// ROOT` (see launcher.h), recognised before anything else runs, since it is
+// started inside the vNode's fresh namespaces and must not start threads or
+// parse the daemon's flags.
+#include <cstring>
+#include <string>
+
+#include "kernel/config.h"
+#include "kernel/daemon.h"
+#include "kernel/log.h"
+#include "pcomponent/launcher.h"
+#include "pcomponent/pcomponent.h"
+#include "pcomponent/storage_manager.h"
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so that every thread inherits the mask.
+  sk::pcomponent::block_sigchld();
+  if (argc == 5 && std::strcmp(argv[1], "--vnode-init") == 0) {
+    sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
+  }
+
+  sk::Daemon daemon("pcomponent", sk::NodeKind::kPcomponent,
+                    "runs vNodes' processes, caching their remote memory locally");
+  std::string excache = "256M";
+  std::string run_dir = sk::pcomponent::StorageManager::default_run_dir().string();
+  daemon.app()
+      .add_option("--excache", excache,
+                  "ExCache budget: local memory for the pages of remote memory, e.g. 512M")
+      ->type_name("SIZE")
+      ->capture_default_str();
+  daemon.app()
+      .add_option("--run-dir", run_dir,
+                  "where vNode roots are mounted: DIR/p<node id>/<vNode>/root (default: "
+                  "$SPLIT_RUN, else /run/splitkernel)")
+      ->type_name("DIR")
+      ->capture_default_str();
+  if (auto exit_code = daemon.parse(argc, argv)) return *exit_code;
+  auto bytes = sk::parse_size(excache);
+  if (!bytes) return daemon.bad_flag("--excache", bytes.error());
+  if (*bytes < sk::wire::kPageSize) {
+    return daemon.bad_flag("--excache", sk::make_error(EINVAL, "must hold at least one page"));
+  }
+  if (run_dir.empty()) return daemon.bad_flag("--run-dir", sk::make_error(EINVAL, "empty path"));
+
+  // A pComponent that died left its mounts behind, dead; they must not
+  // stand in the way of this one's.
+  sk::pcomponent::StorageManager::clean_stale_mounts(run_dir);
+  sk::pcomponent::StorageManager::Options storage_options;
+  storage_options.run_dir = run_dir;
+  storage_options.node_id = [&daemon] { return daemon.node_id(); };
+  sk::pcomponent::StorageManager storage(daemon.transport(), storage_options);
+
+  sk::pcomponent::Pcomponent component(*bytes, storage);
+  return daemon.run({component.dispatcher(), [&component] { return component.usage(); },
+                     [&component, &storage] {
+                       component.stop();
+                       storage.stop();
+                     }});
+}

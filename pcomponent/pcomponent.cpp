@@ -1,0 +1,113 @@
+// The pComponent's request handlers (see pcomponent.h). Lock order: m_mutex
+// only; the Storage's lock is never taken while holding it.
+#include "pcomponent/pcomponent.h"
+
+#include <boost/asio/post.hpp>
+
+#include "kernel/config.h"
+#include "kernel/daemon.h"
+#include "kernel/log.h"
+
+namespace sk::pcomponent {
+
+static const Logger log("pcomponent");
+
+using wire::Opcode;
+
+Pcomponent::Pcomponent(uint64_t excache, Storage& storage)
+    : m_excache(excache), m_storage(storage) {
+  serve_async(Opcode::MON2P_VNODE_CREATE, &Pcomponent::vnode_create);
+  serve_async(Opcode::MON2P_VNODE_DESTROY, &Pcomponent::vnode_destroy);
+}
+
+Pcomponent::~Pcomponent() { stop(); }
+
+void Pcomponent::stop() {
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) return;
+    m_stopping = true;
+  }
+  m_workers.join();
+}
+
+void Pcomponent::serve_async(Opcode opcode, Handler handler) {
+  m_dispatcher.on_async(opcode, [this, handler](rpc::Message request, rpc::Responder responder) {
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) {
+      responder.fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
+      return;
+    }
+    boost::asio::post(m_workers, [this, handler, request = std::move(request),
+                                  responder = std::move(responder)]() mutable {
+      auto result = (this->*handler)(request);
+      if (result) {
+        responder.reply(std::move(result).value());
+      } else {
+        log.debug("{} failed: {}", wire::opcode_name(request.opcode()), result.error().text());
+        responder.fail(result.error());
+      }
+    });
+  });
+}
+
+Member::Usage Pcomponent::usage() const {
+  // FIXME: usage = resident ExCache bytes and load = running processes once
+  // processes run here.
+  return Member::Usage{m_excache, 0, 0};
+}
+
+std::map<VnodeId, Pcomponent::Vnode> Pcomponent::vnodes() const {
+  std::lock_guard lock(m_mutex);
+  return m_vnodes;
+}
+
+Result<wire::Bytes> Pcomponent::vnode_create(const rpc::Message& request) {
+  auto setup = TRY(decode_vnode_setup(request));
+  uint64_t cache = setup.cache == 0 ? m_excache : setup.cache;
+  std::string scomponent = setup.scomponent.str();
+  if (scomponent.empty()) {
+    log.warn("vNode {} '{}': the monitor did not say which sComponent holds its root; it has "
+             "no root here",
+             setup.vnode, setup.name.view());
+  } else {
+    auto address = parse_address(scomponent);
+    if (!address) {
+      return make_error(EINVAL, "bad sComponent address '" + scomponent + "': " +
+                                    address.error().message());
+    }
+    auto root = TRY(m_storage.root(VnodeStorage{setup.vnode, setup.name.str(), *address}));
+    log.info("vNode {} '{}': root from sComponent {} on {}", setup.vnode, setup.name.view(),
+             scomponent, root.string());
+  }
+  std::lock_guard lock(m_mutex);
+  auto [it, inserted] = m_vnodes.try_emplace(setup.vnode);
+  if (!inserted && it->second.name != setup.name.view()) {
+    // The monitor owns ids: one that comes back with another name means it
+    // restarted and the old vNode is gone (the storage moved its root
+    // already). FIXME: kill the old vNode's processes here once processes
+    // run.
+    log.warn("vNode {} was '{}' and is now '{}'", setup.vnode, it->second.name, setup.name.view());
+  }
+  it->second = Vnode{setup.vnode, setup.name.str(), cache, scomponent};
+  log.info("hosting vNode {} '{}' (ExCache budget {})", setup.vnode, setup.name.view(),
+           format_size(cache));
+  return wire::Bytes{};
+}
+
+Result<wire::Bytes> Pcomponent::vnode_destroy(const rpc::Message& request) {
+  auto teardown = TRY(decode_vnode_teardown(request));
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_vnodes.erase(teardown.vnode) == 0) {
+      return make_error(ENOENT, "vNode " + std::to_string(teardown.vnode) + " is not hosted here");
+    }
+  }
+  // FIXME: the process manager must end the vNode's programs first; until
+  // then a program still inside sees its root go (ENOTCONN).
+  m_storage.drop(teardown.vnode);
+  log.info("no longer hosting vNode {}", teardown.vnode);
+  return wire::Bytes{};
+}
+
+}  // namespace sk::pcomponent

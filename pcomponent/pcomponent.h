@@ -1,0 +1,84 @@
+// The pComponent: where vNodes' processes run. It joins the cluster, lends
+// its ExCache budget, keeps the table of vNodes the monitor placed on it and
+// mounts each one's root through the Storage (storage.h); process execution
+// and the ExCache come with other issues.
+//
+//   MON2P_VNODE_CREATE  VnodeSetup{vnode, cache, memory, name, scomponent}
+//                       -> empty. Records the vNode; cache is its ExCache
+//                       budget (0: the whole of this pComponent's). Mounts
+//                       its root from `scomponent` before replying, so a
+//                       mount that cannot be made fails the create; a setup
+//                       without an sComponent address records the vNode
+//                       without a root (logged). The header's vNode must
+//                       match. Idempotent (the monitor may re-send): again
+//                       with the same name updates the budget; with
+//                       another name (a restarted monitor renumbered its
+//                       vNodes) replaces the old vNode.
+//   MON2P_VNODE_DESTROY VnodeTeardown{vnode} -> empty; unmounts the root;
+//                       ENOENT if unknown.
+//
+// Threads: both handlers mount or unmount, which blocks, so they run on a
+// worker of the component's own, never on the transport's thread. The
+// table is guarded by m_mutex (the only lock; never held while mounting).
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kernel/member.h"
+#include "kernel/rpc/rpc.h"
+#include "pcomponent/storage.h"
+
+namespace sk::pcomponent {
+
+class Pcomponent {
+ public:
+  struct Vnode {
+    VnodeId id = kNoVnode;
+    std::string name;
+    uint64_t cache = 0;  // ExCache budget in bytes
+    std::string scomponent;  // where its root lives ("" if the monitor did not say)
+  };
+
+  // excache: the ExCache budget, in bytes, shared by all local processes.
+  // `storage` mounts the vNodes' roots; it must outlive the component.
+  Pcomponent(uint64_t excache, Storage& storage);
+  ~Pcomponent();
+  // The dispatcher's handlers point at this object.
+  Pcomponent(const Pcomponent&) = delete;
+  Pcomponent& operator=(const Pcomponent&) = delete;
+
+  const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  // For heartbeats: the ExCache budget, pages resident (none yet), running
+  // processes (none yet).
+  Member::Usage usage() const;
+  std::map<VnodeId, Vnode> vnodes() const;
+  // The vNodes' roots, for the process manager.
+  Storage& storage() { return m_storage; }
+
+  // Finishes the requests in hand and refuses new ones (ESHUTDOWN).
+  // Idempotent; the destructor calls it.
+  void stop();
+
+ private:
+  using Handler = Result<wire::Bytes> (Pcomponent::*)(const rpc::Message&);
+  void serve_async(wire::Opcode opcode, Handler handler);
+
+  Result<wire::Bytes> vnode_create(const rpc::Message& request);
+  Result<wire::Bytes> vnode_destroy(const rpc::Message& request);
+
+  const uint64_t m_excache;
+  Storage& m_storage;
+  rpc::Dispatcher m_dispatcher{"pcomponent"};
+  mutable std::mutex m_mutex;  // guards m_vnodes, m_stopping; posting to m_workers
+  std::map<VnodeId, Vnode> m_vnodes;
+  bool m_stopping = false;
+  // One thread: vNode creates and destroys are rare, and in order they
+  // cannot race each other's mounts.
+  boost::asio::thread_pool m_workers{1};
+};
+
+}  // namespace sk::pcomponent

@@ -1,0 +1,282 @@
+// The P2S_ client (see storage_client.h).
+#include "pcomponent/storage_client.h"
+
+#include <future>
+
+#include "kernel/log.h"
+
+namespace sk::pcomponent {
+
+static const Logger log("storage_client");
+
+using wire::Opcode;
+
+StorageClient::StorageClient(fabric::Transport& transport, Address scomponent, Duration timeout)
+    : m_transport(transport), m_address(std::move(scomponent)), m_timeout(timeout) {}
+
+Result<std::shared_ptr<fabric::Connection>> StorageClient::connection() {
+  std::lock_guard lock(m_mutex);
+  if (m_connection && m_connection->is_open()) return m_connection;
+  m_connection.reset();
+  auto now = Clock::now();
+  if (m_failed_at != Clock::time_point{} && now - m_failed_at < kReconnectBackoff) {
+    return make_error(EIO, "sComponent " + m_address.to_string() + " is unreachable");
+  }
+  // Under the lock: the threads that need the connection meanwhile wait
+  // for this attempt rather than each making one.
+  auto connected = m_transport.connect(m_address, {}, kConnectTimeout);
+  if (!connected) {
+    m_failed_at = now;
+    log.warn("cannot reach sComponent {}: {}", m_address.to_string(), connected.error().text());
+    return make_error(EIO, "connect to sComponent " + m_address.to_string() + ": " +
+                               connected.error().text());
+  }
+  if (m_failed_at != Clock::time_point{}) {
+    log.info("reconnected to sComponent {}", m_address.to_string());
+  }
+  m_failed_at = {};
+  m_connection = std::move(connected).value();
+  return m_connection;
+}
+
+void StorageClient::forget(const std::shared_ptr<fabric::Connection>& broken) {
+  std::lock_guard lock(m_mutex);
+  if (m_connection == broken) m_connection.reset();
+}
+
+// The transport errors after which the connection is of no more use.
+static bool connection_broke(int code) {
+  return code == ECONNRESET || code == ENOTCONN || code == EPIPE || code == ECONNABORTED ||
+         code == ESHUTDOWN;
+}
+
+// Statuses that say something about the sComponent, not about the file:
+// to a program they are an I/O error.
+static int file_errno(int status) {
+  if (status <= 0 || status == ESHUTDOWN || status == EBADMSG || status == EPROTO ||
+      status == EMSGSIZE) {
+    return EIO;
+  }
+  return status;
+}
+
+template <typename Build>
+Result<wire::Bytes> StorageClient::call(Opcode opcode, VnodeId vnode, Retry retry,
+                                        Duration timeout, const Build& payload) {
+  for (int attempt = 0;; ++attempt) {
+    auto connection = TRY(this->connection());
+    std::promise<Result<fabric::Message>> promise;
+    auto future = promise.get_future();
+    connection->call_async(opcode, vnode, payload(), timeout,
+                           [&promise](Result<fabric::Message> reply) {
+                             promise.set_value(std::move(reply));
+                           });
+    auto reply = future.get();
+    if (reply) {
+      if (reply->status() != 0) {
+        return make_error(file_errno(reply->status()), wire::to_text(reply->payload));
+      }
+      return std::move(reply->payload);
+    }
+    int code = reply.error().code();
+    bool broke = connection_broke(code);
+    if (broke) forget(connection);
+    if (broke && retry == Retry::kIdempotent && attempt == 0) {
+      log.info("{} to {}: {}; sending it again", wire::opcode_name(static_cast<uint16_t>(opcode)),
+               m_address.to_string(), reply.error().text());
+      continue;
+    }
+    log.warn("{} to {}: {}", wire::opcode_name(static_cast<uint16_t>(opcode)),
+             m_address.to_string(), reply.error().text());
+    return make_error(EIO, reply.error().text());
+  }
+}
+
+// A reply that must be exactly one T; anything else is the sComponent's
+// fault, an I/O error to the program.
+template <typename T>
+static Result<T> reply_as(Result<wire::Bytes> reply) {
+  auto payload = TRY(std::move(reply));
+  auto decoded = wire::decode<T>(payload);
+  if (!decoded) return make_error(EIO, "bad reply: " + decoded.error().text());
+  return decoded;
+}
+
+static Result<void> empty_reply(Result<wire::Bytes> reply) {
+  auto payload = TRY(std::move(reply));
+  if (!payload.empty()) return make_error(EIO, "bad reply: unexpected payload");
+  return {};
+}
+
+static uint32_t length_of(std::string_view text) { return static_cast<uint32_t>(text.size()); }
+
+// A request that is a StoragePathRequest and a path.
+static auto path_request(std::string_view path, uint32_t flags = 0) {
+  return [path, flags] {
+    return wire::encode_storage_request(wire::StoragePathRequest{length_of(path), flags}, path);
+  };
+}
+
+Result<wire::StorageStat> StorageClient::getattr(VnodeId vnode, std::string_view path) {
+  return reply_as<wire::StorageStat>(
+      call(Opcode::P2S_GETATTR, vnode, Retry::kIdempotent, m_timeout, path_request(path)));
+}
+
+Result<wire::StorageStat> StorageClient::open(VnodeId vnode, std::string_view path,
+                                              uint32_t flags) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_OPEN, vnode, Retry::kIdempotent, m_timeout,
+                                          path_request(path, flags)));
+}
+
+Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_t offset,
+                                   std::span<std::byte> into) {
+  size_t done = 0;
+  while (done < into.size()) {
+    uint32_t length = static_cast<uint32_t>(std::min<size_t>(into.size() - done,
+                                                             wire::kMaxStorageIo));
+    wire::StorageReadRequest request{offset + done, length, length_of(path)};
+    auto payload = TRY(call(Opcode::P2S_READ, vnode, Retry::kIdempotent, m_timeout, [&] {
+      return wire::encode_storage_request(request, path);
+    }));
+    auto data = wire::decode_data_reply(payload);
+    if (!data || data->size() > length) return make_error(EIO, "bad reply to P2S_READ");
+    std::memcpy(into.data() + done, data->data(), data->size());
+    done += data->size();
+    if (data->size() < length) break;  // the end of the file
+  }
+  return done;
+}
+
+Result<wire::StorageWriteReply> StorageClient::write(VnodeId vnode, std::string_view path,
+                                                     uint64_t offset, wire::ByteView data,
+                                                     uint32_t flags) {
+  wire::StorageWriteReply total{};
+  // An append that may have happened must not happen twice.
+  Retry retry = (flags & wire::kWriteAppend) ? Retry::kNo : Retry::kIdempotent;
+  do {
+    auto piece = data.subspan(total.written,
+                              std::min<size_t>(data.size() - total.written, wire::kMaxStorageIo));
+    wire::StorageWriteRequest request{offset + total.written, static_cast<uint32_t>(piece.size()),
+                                      length_of(path), flags, 0};
+    auto reply = TRY(reply_as<wire::StorageWriteReply>(
+        call(Opcode::P2S_WRITE, vnode, retry, m_timeout,
+             [&] { return wire::encode_storage_request(request, path, {}, piece); })));
+    if (reply.written > piece.size()) return make_error(EIO, "bad reply to P2S_WRITE");
+    total.written += reply.written;
+    total.size = reply.size;
+    if (reply.written < piece.size()) break;  // the disk is full: report what was written
+  } while (total.written < data.size());
+  return total;
+}
+
+static auto make_request(std::string_view path, uint32_t mode, uint32_t flags, uint32_t uid,
+                         uint32_t gid, uint64_t rdev = 0, std::string_view target = {}) {
+  return [=] {
+    wire::StorageMakeRequest request{rdev, mode, flags, uid, gid, length_of(path),
+                                     length_of(target)};
+    return wire::encode_storage_request(request, path, target);
+  };
+}
+
+Result<wire::StorageStat> StorageClient::create(VnodeId vnode, std::string_view path,
+                                                uint32_t mode, uint32_t flags, uint32_t uid,
+                                                uint32_t gid) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_CREATE, vnode, Retry::kNo, m_timeout,
+                                          make_request(path, mode, flags, uid, gid)));
+}
+
+Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view path,
+                                               uint32_t mode, uint32_t uid, uint32_t gid) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_MKDIR, vnode, Retry::kNo, m_timeout,
+                                          make_request(path, mode, 0, uid, gid)));
+}
+
+Result<wire::StorageStat> StorageClient::mknod(VnodeId vnode, std::string_view path,
+                                               uint32_t mode, uint64_t rdev, uint32_t uid,
+                                               uint32_t gid) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_MKNOD, vnode, Retry::kNo, m_timeout,
+                                          make_request(path, mode, 0, uid, gid, rdev)));
+}
+
+Result<wire::StorageStat> StorageClient::symlink(VnodeId vnode, std::string_view path,
+                                                 std::string_view target, uint32_t uid,
+                                                 uint32_t gid) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_SYMLINK, vnode, Retry::kNo, m_timeout,
+                                          make_request(path, 0, 0, uid, gid, 0, target)));
+}
+
+static auto two_path_request(std::string_view path, std::string_view second, uint32_t flags) {
+  return [=] {
+    wire::StorageTwoPathRequest request{length_of(path), length_of(second), flags, 0};
+    return wire::encode_storage_request(request, path, second);
+  };
+}
+
+Result<wire::StorageStat> StorageClient::link(VnodeId vnode, std::string_view path,
+                                              std::string_view new_path) {
+  return reply_as<wire::StorageStat>(call(Opcode::P2S_LINK, vnode, Retry::kNo, m_timeout,
+                                          two_path_request(path, new_path, 0)));
+}
+
+Result<void> StorageClient::unlink(VnodeId vnode, std::string_view path) {
+  return empty_reply(call(Opcode::P2S_UNLINK, vnode, Retry::kNo, m_timeout, path_request(path)));
+}
+
+Result<void> StorageClient::rmdir(VnodeId vnode, std::string_view path) {
+  return empty_reply(call(Opcode::P2S_RMDIR, vnode, Retry::kNo, m_timeout, path_request(path)));
+}
+
+Result<void> StorageClient::rename(VnodeId vnode, std::string_view from, std::string_view to,
+                                   uint32_t flags) {
+  return empty_reply(
+      call(Opcode::P2S_RENAME, vnode, Retry::kNo, m_timeout, two_path_request(from, to, flags)));
+}
+
+Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode,
+                                                           std::string_view path) {
+  std::vector<wire::DirEntry> entries;
+  uint64_t cookie = 0;
+  for (;;) {
+    wire::StorageReaddirRequest request{cookie, wire::kMaxReaddirBytes, length_of(path)};
+    auto payload = TRY(call(Opcode::P2S_READDIR, vnode, Retry::kIdempotent, m_timeout,
+                            [&] { return wire::encode_storage_request(request, path); }));
+    auto decoded = wire::decode_with_tail<wire::StorageReaddirReply>(payload);
+    if (!decoded) return make_error(EIO, "bad reply to P2S_READDIR");
+    auto [header, tail] = *decoded;
+    auto batch = wire::decode_dirents(tail, header.count);
+    if (!batch) return make_error(EIO, "bad reply to P2S_READDIR: " + batch.error().text());
+    bool end = header.flags & wire::kReaddirEnd;
+    if (batch->empty() && !end) return make_error(EIO, "P2S_READDIR made no progress");
+    for (auto& entry : *batch) entries.push_back(std::move(entry));
+    if (end) return entries;
+    cookie = entries.back().next_cookie;
+  }
+}
+
+Result<std::string> StorageClient::readlink(VnodeId vnode, std::string_view path) {
+  auto payload =
+      TRY(call(Opcode::P2S_READLINK, vnode, Retry::kIdempotent, m_timeout, path_request(path)));
+  auto target = wire::decode_data_reply(payload);
+  if (!target) return make_error(EIO, "bad reply to P2S_READLINK");
+  return wire::to_text(*target);
+}
+
+Result<wire::StorageStat> StorageClient::setattr(VnodeId vnode, std::string_view path,
+                                                 wire::StorageSetattrRequest request) {
+  request.path_length = length_of(path);
+  return reply_as<wire::StorageStat>(
+      call(Opcode::P2S_SETATTR, vnode, Retry::kIdempotent, m_timeout,
+           [&] { return wire::encode_storage_request(request, path); }));
+}
+
+Result<void> StorageClient::fsync(VnodeId vnode, std::string_view path, bool data_only) {
+  return empty_reply(call(Opcode::P2S_FSYNC, vnode, Retry::kIdempotent, kFsyncTimeout,
+                          path_request(path, data_only ? wire::kFsyncData : 0)));
+}
+
+Result<wire::StorageStatfs> StorageClient::statfs(VnodeId vnode) {
+  return reply_as<wire::StorageStatfs>(
+      call(Opcode::P2S_STATFS, vnode, Retry::kIdempotent, m_timeout, path_request("/")));
+}
+
+}  // namespace sk::pcomponent

@@ -1,0 +1,13 @@
+# Unit tests of the p/m/sComponents and their shared membership code.
+# Included by tests/CMakeLists.txt (sk_unit_test links sk_kernel and gtest).
+sk_unit_test(page_store_test unit/page_store_test.cpp)
+target_link_libraries(page_store_test PRIVATE sk_mcomponent)
+
+sk_unit_test(file_store_test unit/file_store_test.cpp)
+target_link_libraries(file_store_test PRIVATE sk_scomponent)
+
+sk_unit_test(component_protocol_test unit/component_protocol_test.cpp)
+target_link_libraries(component_protocol_test PRIVATE sk_mcomponent sk_scomponent sk_pcomponent)
+
+# Membership against a fake monitor over the real tcp transport (loopback).
+sk_unit_test(member_test unit/member_test.cpp)

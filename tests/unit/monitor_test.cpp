@@ -1,0 +1,785 @@
+// Unit tests of the monitor: the node table and failure detector with
+// injected time, GSM placement, the vNode table, and the request handling
+// of MonitorServer driven through its dispatcher with fake connections (no
+// sockets).
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "kernel/wire/codec.h"
+#include "monitor/membership.h"
+#include "monitor/monitor_server.h"
+#include "monitor/vnode_table.h"
+
+namespace sk::monitor {
+namespace {
+
+using namespace std::chrono_literals;
+using wire::Opcode;
+
+wire::JoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
+  wire::JoinRequest request{};
+  request.kind = static_cast<uint8_t>(kind);
+  request.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
+  request.capacity = capacity;
+  request.address.set(address);
+  return request;
+}
+
+wire::Heartbeat heartbeat(NodeId node, uint64_t capacity, uint64_t usage, uint32_t load) {
+  return wire::Heartbeat{node, load, capacity, usage};
+}
+
+// ---- Membership --------------------------------------------------------------
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  Clock::time_point m_t0 = Clock::time_point{} + 1000s;
+  Membership m_members{"10.0.0.1:7070", wire::FabricKind::kTcp, 2000ms, 1700000000000};
+};
+
+TEST_F(MembershipTest, IdsStartAtTwoAndTheMonitorIsNodeOne) {
+  NodeId p =
+      m_members.join(join_request(NodeKind::kPcomponent, "10.0.0.2:1", 1 << 20), nullptr, m_t0, 1);
+  NodeId m =
+      m_members.join(join_request(NodeKind::kMcomponent, "10.0.0.3:1", 2 << 20), nullptr, m_t0, 2);
+  EXPECT_EQ(p, 2u);
+  EXPECT_EQ(m, 3u);
+
+  auto records = m_members.records(m_t0, 5);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].id, kMonitorNodeId);
+  EXPECT_EQ(records[0].kind, static_cast<uint8_t>(NodeKind::kMonitor));
+  EXPECT_EQ(records[0].state, static_cast<uint8_t>(NodeState::kAlive));
+  EXPECT_EQ(records[0].address.view(), "10.0.0.1:7070");
+  EXPECT_EQ(records[0].vnodes, 5u);
+  EXPECT_EQ(records[0].joined_unix_ms, 1700000000000u);
+  EXPECT_EQ(records[1].id, 2u);
+  EXPECT_EQ(records[1].kind, static_cast<uint8_t>(NodeKind::kPcomponent));
+  EXPECT_EQ(records[1].capacity, 1u << 20);
+  EXPECT_EQ(records[1].address.view(), "10.0.0.2:1");
+  EXPECT_EQ(records[2].joined_unix_ms, 2u);
+  for (const auto& record : records) EXPECT_TRUE(record.validate().ok());
+}
+
+TEST_F(MembershipTest, HeartbeatUpdatesUsageAndAge) {
+  NodeId id = m_members.join(join_request(NodeKind::kMcomponent, "a:1", 100), nullptr, m_t0, 0);
+  EXPECT_EQ(m_members.heartbeat(heartbeat(id, 400, 150, 3), m_t0 + 700ms),
+            Membership::HeartbeatOutcome::kUpdated);
+  auto records = m_members.records(m_t0 + 1000ms, 0);
+  EXPECT_EQ(records[1].capacity, 400u);
+  EXPECT_EQ(records[1].usage, 150u);
+  EXPECT_EQ(records[1].load, 3u);
+  EXPECT_EQ(records[1].heartbeat_age_ms, 300u);
+  // A clock read before the heartbeat landed must not wrap around.
+  EXPECT_EQ(m_members.records(m_t0, 0)[1].heartbeat_age_ms, 0u);
+}
+
+TEST_F(MembershipTest, HeartbeatFromUnknownOrLeftNodeAsksToRejoin) {
+  EXPECT_EQ(m_members.heartbeat(heartbeat(42, 0, 0, 0), m_t0),
+            Membership::HeartbeatOutcome::kUnknown);
+  NodeId id = m_members.join(join_request(NodeKind::kScomponent, "a:1", 100), nullptr, m_t0, 0);
+  EXPECT_TRUE(m_members.leave(id));
+  EXPECT_EQ(m_members.find(id)->state, NodeState::kLeft);
+  EXPECT_EQ(m_members.heartbeat(heartbeat(id, 0, 0, 0), m_t0),
+            Membership::HeartbeatOutcome::kUnknown);
+  EXPECT_FALSE(m_members.leave(99));
+}
+
+TEST_F(MembershipTest, SilentNodeFailsAfterTheTimeoutAndRevivesOnHeartbeat) {
+  NodeId id = m_members.join(join_request(NodeKind::kPcomponent, "a:1", 100), nullptr, m_t0, 0);
+  EXPECT_TRUE(m_members.detect_failures(m_t0 + 2000ms).empty());  // not *more* than the timeout
+  EXPECT_EQ(m_members.detect_failures(m_t0 + 2001ms), std::vector<NodeId>{id});
+  EXPECT_EQ(m_members.find(id)->state, NodeState::kFailed);
+  EXPECT_TRUE(m_members.detect_failures(m_t0 + 5000ms).empty());  // reported once
+
+  EXPECT_EQ(m_members.heartbeat(heartbeat(id, 100, 0, 0), m_t0 + 6000ms),
+            Membership::HeartbeatOutcome::kRevived);
+  EXPECT_EQ(m_members.find(id)->state, NodeState::kAlive);
+  EXPECT_TRUE(m_members.detect_failures(m_t0 + 7000ms).empty());
+  EXPECT_EQ(m_members.detect_failures(m_t0 + 8500ms), std::vector<NodeId>{id});
+}
+
+TEST_F(MembershipTest, HeartbeatsKeepANodeAlive) {
+  NodeId id = m_members.join(join_request(NodeKind::kPcomponent, "a:1", 100), nullptr, m_t0, 0);
+  for (int i = 1; i <= 20; ++i) {
+    auto now = m_t0 + i * 500ms;
+    m_members.heartbeat(heartbeat(id, 100, 0, 0), now);
+    EXPECT_TRUE(m_members.detect_failures(now + 400ms).empty());
+  }
+}
+
+TEST_F(MembershipTest, LeftNodesAreNotDeclaredFailed) {
+  NodeId id = m_members.join(join_request(NodeKind::kPcomponent, "a:1", 100), nullptr, m_t0, 0);
+  m_members.leave(id);
+  EXPECT_TRUE(m_members.detect_failures(m_t0 + 1h).empty());
+  EXPECT_EQ(m_members.find(id)->state, NodeState::kLeft);
+}
+
+TEST_F(MembershipTest, PlacementPicksTheAliveScomponentWithTheMostFreeSpace) {
+  EXPECT_FALSE(m_members.pick_scomponent().has_value());
+  m_members.join(join_request(NodeKind::kMcomponent, "m:1", 1ull << 40), nullptr, m_t0, 0);
+  EXPECT_FALSE(m_members.pick_scomponent().has_value());  // only sComponents hold roots
+
+  NodeId small = m_members.join(join_request(NodeKind::kScomponent, "s:1", 100), nullptr, m_t0, 0);
+  NodeId big = m_members.join(join_request(NodeKind::kScomponent, "s:2", 500), nullptr, m_t0, 0);
+  NodeId tie = m_members.join(join_request(NodeKind::kScomponent, "s:3", 500), nullptr, m_t0, 0);
+  EXPECT_EQ(m_members.pick_scomponent(), big);  // ties go to the lowest id
+
+  // Free space, not capacity: the big one fills up.
+  m_members.heartbeat(heartbeat(big, 500, 450, 1), m_t0);
+  EXPECT_EQ(m_members.pick_scomponent(), tie);
+  // Usage above capacity counts as no free space, not as a huge number.
+  m_members.heartbeat(heartbeat(tie, 500, 900, 1), m_t0);
+  EXPECT_EQ(m_members.pick_scomponent(), small);
+
+  m_members.detect_failures(m_t0 + 3s);
+  EXPECT_FALSE(m_members.pick_scomponent().has_value());
+}
+
+TEST_F(MembershipTest, AnEarlierIncarnationIsSupersededOnceItIsNotAlive) {
+  NodeId old = m_members.join(join_request(NodeKind::kScomponent, "s:1", 100), nullptr, m_t0, 0);
+  NodeId other = m_members.join(join_request(NodeKind::kPcomponent, "s:1", 100), nullptr, m_t0, 0);
+  NodeId fresh = m_members.join(join_request(NodeKind::kScomponent, "s:1", 100), nullptr, m_t0, 0);
+  // Still alive: two components cannot listen on one address, but the
+  // monitor does not guess; only dead entries are superseded.
+  EXPECT_TRUE(m_members.superseded_by(fresh).empty());
+  m_members.find(old)->state = NodeState::kFailed;
+  EXPECT_EQ(m_members.superseded_by(fresh), std::vector<NodeId>{old});
+  (void)other;  // same address, other kind: not the same component
+}
+
+// ---- VnodeTable ----------------------------------------------------------------
+
+VnodeEntry vnode(VnodeTable& table, std::string name, NodeId scomponent) {
+  VnodeEntry entry;
+  entry.id = table.allocate_id();
+  entry.name = std::move(name);
+  entry.scomponent = scomponent;
+  entry.scomponent_address = "10.0.0." + std::to_string(scomponent) + ":7000";
+  entry.image = "default";
+  entry.memory = 1 << 30;
+  entry.cache = 64 << 20;
+  entry.created_unix_ms = 1234;
+  return entry;
+}
+
+TEST(VnodeTableTest, AddFindListRemove) {
+  VnodeTable table;
+  table.add(vnode(table, "web", 4));
+  table.add(vnode(table, "db", 5));
+  ASSERT_NE(table.find("web"), nullptr);
+  EXPECT_EQ(table.find("web")->id, 1u);
+  EXPECT_EQ(table.find(2u)->name, "db");
+  EXPECT_EQ(table.find("nope"), nullptr);
+
+  auto list = table.list();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "web");
+  EXPECT_EQ(list[1].name, "db");
+
+  auto removed = table.remove("web");
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(removed->id, 1u);
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_EQ(table.find("web"), nullptr);
+}
+
+TEST(VnodeTableTest, DuplicateAndMissingNamesHaveClearErrors) {
+  VnodeTable table;
+  table.add(vnode(table, "web", 4));
+  auto duplicate = table.check_new_name("web");
+  ASSERT_FALSE(duplicate.ok());
+  EXPECT_EQ(duplicate.error().code(), EEXIST);
+  EXPECT_EQ(duplicate.error().message(), "vnode 'web' already exists");
+  EXPECT_TRUE(table.check_new_name("web2").ok());
+
+  auto missing = table.remove("gone");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code(), ENOENT);
+  EXPECT_EQ(missing.error().message(), "no vnode named 'gone'");
+}
+
+TEST(VnodeTableTest, IdsAreNeverReused) {
+  VnodeTable table;
+  table.add(vnode(table, "a", 4));
+  ASSERT_TRUE(table.remove("a").ok());
+  auto again = vnode(table, "a", 4);
+  EXPECT_EQ(again.id, 2u);
+}
+
+TEST(VnodeTableTest, RehomeMovesRootsToTheNewIncarnation) {
+  VnodeTable table;
+  table.add(vnode(table, "a", 4));
+  table.add(vnode(table, "b", 5));
+  table.add(vnode(table, "c", 4));
+  EXPECT_EQ(table.rehome(4, 9, "10.0.0.9:7000"), (std::vector<VnodeId>{1, 3}));
+  EXPECT_EQ(table.rooted_on(9), (std::vector<VnodeId>{1, 3}));
+  EXPECT_TRUE(table.rooted_on(4).empty());
+  EXPECT_EQ(table.find("a")->scomponent_address, "10.0.0.9:7000");
+  EXPECT_EQ(table.find("b")->scomponent, 5u);
+  EXPECT_EQ(table.find("b")->scomponent_address, "10.0.0.5:7000");
+}
+
+TEST(VnodeTableTest, RecordAndSetupCarryTheEntry) {
+  VnodeTable table;
+  auto entry = vnode(table, "web", 4);
+  auto record = entry.record();
+  EXPECT_EQ(record.id, 1u);
+  EXPECT_EQ(record.scomponent, 4u);
+  EXPECT_EQ(record.memory, 1u << 30);
+  EXPECT_EQ(record.cache, 64u << 20);
+  EXPECT_EQ(record.created_unix_ms, 1234u);
+  EXPECT_EQ(record.name.view(), "web");
+  EXPECT_EQ(record.image.view(), "default");
+  EXPECT_EQ(record.flags, 0u);
+  EXPECT_TRUE(record.validate().ok());
+  auto setup = entry.setup();
+  EXPECT_EQ(setup.vnode, 1u);
+  EXPECT_EQ(setup.memory, 1u << 30);
+  EXPECT_EQ(setup.name.view(), "web");
+  EXPECT_EQ(setup.image.view(), "default");
+  EXPECT_EQ(setup.scomponent.view(), "10.0.0.4:7000");
+  EXPECT_TRUE(setup.validate().ok());
+
+  entry.flags = wire::kVnodeEmptyRoot;
+  entry.image.clear();
+  EXPECT_EQ(entry.record().flags, wire::kVnodeEmptyRoot);
+  EXPECT_EQ(entry.setup().flags, wire::kVnodeEmptyRoot);
+  EXPECT_EQ(entry.setup().image.view(), "");
+}
+
+// ---- MonitorServer -------------------------------------------------------------
+
+// A connection that records the replies sent on it and answers the requests
+// sent on it (MON2x_) at once, from the calling thread, with `answer`.
+class FakeConnection : public fabric::Connection {
+ public:
+  struct Sent {
+    Opcode opcode;
+    VnodeId vnode;
+    rpc::Bytes payload;
+  };
+  struct Reply {
+    int status;
+    rpc::Bytes payload;
+  };
+
+  explicit FakeConnection(std::string peer) : m_peer(std::move(peer)) {}
+
+  // Answers a request: a status (0: success) and error text.
+  std::function<std::pair<int, std::string>(const Sent&)> answer = [](const Sent&) {
+    return std::pair<int, std::string>(0, "");
+  };
+
+  void call_async(Opcode opcode, VnodeId vnode, rpc::Bytes payload, Duration,
+                  fabric::ReplyCallback done) override {
+    Sent sent{opcode, vnode, std::move(payload)};
+    {
+      std::lock_guard lock(m_mutex);
+      m_sent.push_back(sent);
+    }
+    if (!m_open) {
+      done(make_error(ECONNRESET, "closed"));
+      return;
+    }
+    auto [status, text] = answer(sent);
+    fabric::Message reply;
+    reply.header.opcode = static_cast<uint16_t>(opcode);
+    reply.header.flags = wire::kFlagReply;
+    reply.header.status = status;
+    auto bytes = wire::as_bytes(std::string_view(text));
+    reply.payload.assign(bytes.begin(), bytes.end());
+    done(std::move(reply));
+  }
+  void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
+                  fabric::DoneCallback done) override {
+    done(make_error(EOPNOTSUPP, "fake"));
+  }
+  void write_async(fabric::RegionKey, uint64_t, rpc::ByteView, Duration,
+                   fabric::DoneCallback done) override {
+    done(make_error(EOPNOTSUPP, "fake"));
+  }
+  void send_reply(const wire::Header&, int status, rpc::Bytes payload) override {
+    std::lock_guard lock(m_mutex);
+    m_replies.push_back(Reply{status, std::move(payload)});
+  }
+  void close() override {
+    std::function<void()> handler;
+    {
+      std::lock_guard lock(m_mutex);
+      if (!m_open) return;
+      m_open = false;
+      handler = std::move(m_close_handler);
+    }
+    if (handler) handler();
+  }
+  bool is_open() const override { return m_open; }
+  std::string peer() const override { return m_peer; }
+  void set_close_handler(std::function<void()> handler) override {
+    std::lock_guard lock(m_mutex);
+    m_close_handler = std::move(handler);
+  }
+
+  std::vector<Sent> sent() {
+    std::lock_guard lock(m_mutex);
+    return m_sent;
+  }
+  std::vector<Reply> replies() {
+    std::lock_guard lock(m_mutex);
+    return m_replies;
+  }
+  Reply last_reply() {
+    std::lock_guard lock(m_mutex);
+    EXPECT_FALSE(m_replies.empty());
+    return m_replies.empty() ? Reply{-1, {}} : m_replies.back();
+  }
+
+ private:
+  std::string m_peer;
+  std::mutex m_mutex;
+  std::atomic<bool> m_open{true};
+  std::function<void()> m_close_handler;
+  std::vector<Sent> m_sent;
+  std::vector<Reply> m_replies;
+};
+
+std::string text_of(const rpc::Bytes& bytes) {
+  return wire::to_text(bytes);
+}
+
+class MonitorServerTest : public ::testing::Test {
+ protected:
+  MonitorServerTest() : m_server(options()) { m_server.start(); }
+
+  static MonitorServer::Options options() {
+    MonitorServer::Options options;
+    options.address = "127.0.0.1:7070";
+    options.default_memory = 1ull << 30;
+    options.failure_timeout = 2000ms;
+    options.component_timeout = 1s;
+    return options;
+  }
+
+  // Sends a request as if it came on `connection` and waits for the worker,
+  // so that asynchronous handlers have replied too.
+  FakeConnection::Reply request(const std::shared_ptr<FakeConnection>& connection, Opcode opcode,
+                                rpc::Bytes payload = {}) {
+    fabric::Message message;
+    message.header.magic = wire::kMagic;
+    message.header.version = wire::kVersion;
+    message.header.opcode = static_cast<uint16_t>(opcode);
+    message.header.request_id = ++m_next_request;
+    message.header.payload_length = static_cast<uint32_t>(payload.size());
+    message.payload = std::move(payload);
+    size_t before = connection->replies().size();
+    wire::Header header = message.header;
+    m_server.dispatcher().dispatch(std::move(message), fabric::Responder(connection, header));
+    m_server.drain();
+    EXPECT_EQ(connection->replies().size(), before + 1);
+    return connection->last_reply();
+  }
+
+  // Joins a component on a fresh fake connection; returns its id.
+  NodeId join(const std::shared_ptr<FakeConnection>& connection, NodeKind kind,
+              uint64_t capacity = 1ull << 30, std::string address = "") {
+    if (address.empty()) address = connection->peer();
+    auto reply = request(connection, Opcode::C2MON_JOIN,
+                         wire::encode(join_request(kind, address, capacity)));
+    EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
+    auto joined = wire::decode<wire::JoinReply>(reply.payload);
+    EXPECT_TRUE(joined.ok());
+    if (!joined.ok()) return kNoNode;
+    EXPECT_EQ(joined->heartbeat_interval_ms, kHeartbeatIntervalMs);
+    return joined->node;
+  }
+
+  std::vector<wire::NodeRecord> nodes() {
+    auto console = std::make_shared<FakeConnection>("console");
+    auto reply = request(console, Opcode::CTL2MON_NODES);
+    EXPECT_EQ(reply.status, 0);
+    auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
+    EXPECT_TRUE(head.ok());
+    auto records = wire::decode_records<wire::NodeRecord>(head->second, head->first.count);
+    EXPECT_TRUE(records.ok());
+    return records.ok() ? records.value() : std::vector<wire::NodeRecord>{};
+  }
+
+  std::vector<wire::VnodeRecord> vnodes() {
+    auto console = std::make_shared<FakeConnection>("console");
+    auto reply = request(console, Opcode::CTL2MON_VNODE_LIST);
+    EXPECT_EQ(reply.status, 0);
+    auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
+    EXPECT_TRUE(head.ok());
+    auto records = wire::decode_records<wire::VnodeRecord>(head->second, head->first.count);
+    EXPECT_TRUE(records.ok());
+    return records.ok() ? records.value() : std::vector<wire::VnodeRecord>{};
+  }
+
+  FakeConnection::Reply create(std::string_view name, uint64_t cache = 0, uint64_t memory = 0,
+                               std::string_view image = "", uint32_t flags = 0) {
+    wire::VnodeCreateRequest create{};
+    create.name.set(name);
+    create.cache = cache;
+    create.memory = memory;
+    create.image.set(image);
+    create.flags = flags;
+    auto console = std::make_shared<FakeConnection>("console");
+    return request(console, Opcode::CTL2MON_VNODE_CREATE, wire::encode(create));
+  }
+
+  FakeConnection::Reply destroy(std::string_view name) {
+    wire::VnodeDestroyRequest destroy{};
+    destroy.name.set(name);
+    auto console = std::make_shared<FakeConnection>("console");
+    return request(console, Opcode::CTL2MON_VNODE_DESTROY, wire::encode(destroy));
+  }
+
+  const wire::NodeRecord* node(const std::vector<wire::NodeRecord>& records, NodeId id) {
+    for (const auto& record : records) {
+      if (record.id == id) return &record;
+    }
+    return nullptr;
+  }
+
+  MonitorServer m_server;
+  uint64_t m_next_request = 0;
+};
+
+std::vector<Opcode> opcodes(const std::vector<FakeConnection::Sent>& sent) {
+  std::vector<Opcode> result;
+  for (const auto& one : sent) result.push_back(one.opcode);
+  return result;
+}
+
+TEST_F(MonitorServerTest, JoinHandsOutIdsAndNodesListsEveryone) {
+  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
+  auto m = std::make_shared<FakeConnection>("127.0.0.1:7102");
+  EXPECT_EQ(join(s, NodeKind::kScomponent, 10ull << 30), 2u);
+  EXPECT_EQ(join(m, NodeKind::kMcomponent, 4ull << 30), 3u);
+
+  auto records = nodes();
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].id, kMonitorNodeId);
+  EXPECT_EQ(records[0].kind, static_cast<uint8_t>(NodeKind::kMonitor));
+  EXPECT_EQ(records[0].address.view(), "127.0.0.1:7070");
+  EXPECT_EQ(records[1].kind, static_cast<uint8_t>(NodeKind::kScomponent));
+  EXPECT_EQ(records[1].capacity, 10ull << 30);
+  EXPECT_EQ(records[1].address.view(), "127.0.0.1:7101");
+  EXPECT_EQ(records[2].state, static_cast<uint8_t>(NodeState::kAlive));
+}
+
+TEST_F(MonitorServerTest, MalformedJoinIsRefused) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  auto reply = request(connection, Opcode::C2MON_JOIN, rpc::Bytes(3));
+  EXPECT_EQ(reply.status, EBADMSG);
+  auto bad_kind = join_request(NodeKind::kMonitor, "x:1", 0);
+  reply = request(connection, Opcode::C2MON_JOIN, wire::encode(bad_kind));
+  EXPECT_EQ(reply.status, EINVAL);
+  EXPECT_EQ(nodes().size(), 1u);
+}
+
+TEST_F(MonitorServerTest, HeartbeatFromAnUnknownNodeGetsEnoent) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  auto reply = request(connection, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(7, 0, 0, 0)));
+  EXPECT_EQ(reply.status, ENOENT);
+
+  NodeId id = join(connection, NodeKind::kPcomponent);
+  reply = request(connection, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(id, 5000, 1000, 2)));
+  EXPECT_EQ(reply.status, 0);
+  auto record = nodes().at(1);
+  EXPECT_EQ(record.usage, 1000u);
+  EXPECT_EQ(record.load, 2u);
+}
+
+TEST_F(MonitorServerTest, LeaveMarksTheNodeLeft) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  NodeId id = join(connection, NodeKind::kPcomponent);
+  auto reply = request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{id, 0}));
+  EXPECT_EQ(reply.status, 0);
+  EXPECT_EQ(nodes().at(1).state, static_cast<uint8_t>(NodeState::kLeft));
+  // Closing after the goodbye does not turn "left" into "failed".
+  connection->close();
+  EXPECT_EQ(nodes().at(1).state, static_cast<uint8_t>(NodeState::kLeft));
+  reply = request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{77, 0}));
+  EXPECT_EQ(reply.status, ENOENT);
+}
+
+TEST_F(MonitorServerTest, ClosedConnectionMarksTheNodeFailedAtOnce) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  NodeId id = join(connection, NodeKind::kMcomponent);
+  connection->close();
+  EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kFailed));
+}
+
+TEST_F(MonitorServerTest, SilentNodeIsFailedByTheDetectorAndRevivedByAHeartbeat) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  NodeId id = join(connection, NodeKind::kPcomponent);
+  m_server.check_failures(Clock::now() + 1s);
+  EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kAlive));
+  m_server.check_failures(Clock::now() + 3s);
+  EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kFailed));
+  auto reply = request(connection, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(id, 1, 0, 0)));
+  EXPECT_EQ(reply.status, 0);
+  EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kAlive));
+}
+
+TEST_F(MonitorServerTest, CreateWithoutAnScomponentIsRefused) {
+  auto m = std::make_shared<FakeConnection>("m");
+  join(m, NodeKind::kMcomponent);
+  auto reply = create("web");
+  EXPECT_EQ(reply.status, EHOSTUNREACH);
+  EXPECT_EQ(text_of(reply.payload), "no alive sComponent to hold the vNode's root");
+  EXPECT_TRUE(m->sent().empty());
+  EXPECT_TRUE(vnodes().empty());
+}
+
+TEST_F(MonitorServerTest, CreateSetsTheVnodeUpEverywhere) {
+  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
+  auto m = std::make_shared<FakeConnection>("m");
+  auto p = std::make_shared<FakeConnection>("p");
+  NodeId s_id = join(s, NodeKind::kScomponent);
+  NodeId m_id = join(m, NodeKind::kMcomponent);
+  NodeId p_id = join(p, NodeKind::kPcomponent);
+
+  auto reply = create("web", 64 << 20, 0);
+  ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
+  auto record = wire::decode<wire::VnodeRecord>(reply.payload);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->id, 1u);
+  EXPECT_EQ(record->name.view(), "web");
+  EXPECT_EQ(record->scomponent, s_id);
+  EXPECT_EQ(record->cache, 64u << 20);
+  EXPECT_EQ(record->memory, 1u << 30);  // the monitor's default
+  EXPECT_EQ(record->image.view(), "default");
+  EXPECT_EQ(record->flags, 0u);
+  EXPECT_GT(record->created_unix_ms, 0u);
+
+  for (auto& [connection, opcode] :
+       {std::pair(s, Opcode::MON2S_VNODE_CREATE), std::pair(m, Opcode::MON2M_VNODE_CREATE),
+        std::pair(p, Opcode::MON2P_VNODE_CREATE)}) {
+    auto sent = connection->sent();
+    ASSERT_EQ(sent.size(), 1u) << connection->peer();
+    EXPECT_EQ(sent[0].opcode, opcode);
+    EXPECT_EQ(sent[0].vnode, 1u);  // the header names the vNode
+    auto setup = wire::decode<wire::VnodeSetup>(sent[0].payload);
+    ASSERT_TRUE(setup.ok());
+    EXPECT_EQ(setup->vnode, 1u);
+    EXPECT_EQ(setup->name.view(), "web");
+    EXPECT_EQ(setup->cache, 64u << 20);
+    EXPECT_EQ(setup->memory, 1u << 30);
+    EXPECT_EQ(setup->image.view(), "default");
+    // Where pComponents find the root.
+    EXPECT_EQ(setup->scomponent.view(), "127.0.0.1:7101");
+  }
+
+  auto list = vnodes();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].name.view(), "web");
+  auto records = nodes();
+  EXPECT_EQ(node(records, kMonitorNodeId)->vnodes, 1u);
+  EXPECT_EQ(node(records, s_id)->vnodes, 1u);
+  EXPECT_EQ(node(records, m_id)->vnodes, 1u);
+  EXPECT_EQ(node(records, p_id)->vnodes, 1u);
+
+  // An explicit memory quota is kept.
+  reply = create("db", 0, 256 << 20);
+  ASSERT_EQ(reply.status, 0);
+  EXPECT_EQ(wire::decode<wire::VnodeRecord>(reply.payload)->memory, 256u << 20);
+}
+
+TEST_F(MonitorServerTest, ImageAndEmptyRootAreCarriedThrough) {
+  auto s = std::make_shared<FakeConnection>("s");
+  join(s, NodeKind::kScomponent);
+  auto reply = create("custom", 0, 0, "bookworm");
+  ASSERT_EQ(reply.status, 0);
+  EXPECT_EQ(wire::decode<wire::VnodeRecord>(reply.payload)->image.view(), "bookworm");
+  EXPECT_EQ(wire::decode<wire::VnodeSetup>(s->sent().back().payload)->image.view(), "bookworm");
+
+  reply = create("bare", 0, 0, "", wire::kVnodeEmptyRoot);
+  ASSERT_EQ(reply.status, 0);
+  auto record = wire::decode<wire::VnodeRecord>(reply.payload);
+  EXPECT_EQ(record->image.view(), "");
+  EXPECT_EQ(record->flags, wire::kVnodeEmptyRoot);
+  auto setup = wire::decode<wire::VnodeSetup>(s->sent().back().payload);
+  EXPECT_EQ(setup->image.view(), "");
+  EXPECT_EQ(setup->flags, wire::kVnodeEmptyRoot);
+
+  // An empty root with an image is contradictory: the decoder refuses it.
+  EXPECT_EQ(create("both", 0, 0, "bookworm", wire::kVnodeEmptyRoot).status, EINVAL);
+}
+
+TEST_F(MonitorServerTest, DuplicateNameIsRefused) {
+  auto s = std::make_shared<FakeConnection>("s");
+  join(s, NodeKind::kScomponent);
+  ASSERT_EQ(create("web").status, 0);
+  auto reply = create("web");
+  EXPECT_EQ(reply.status, EEXIST);
+  EXPECT_EQ(text_of(reply.payload), "vnode 'web' already exists");
+  EXPECT_EQ(s->sent().size(), 1u);
+}
+
+TEST_F(MonitorServerTest, BadNameIsRefusedByTheDecoder) {
+  auto console = std::make_shared<FakeConnection>("console");
+  wire::VnodeCreateRequest bad{};
+  bad.name.set("Bad Name");
+  auto reply = request(console, Opcode::CTL2MON_VNODE_CREATE, wire::encode(bad));
+  EXPECT_EQ(reply.status, EINVAL);
+}
+
+TEST_F(MonitorServerTest, FailedRootSetupRollsBack) {
+  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
+  auto m = std::make_shared<FakeConnection>("m");
+  NodeId s_id = join(s, NodeKind::kScomponent);
+  join(m, NodeKind::kMcomponent);
+  s->answer = [](const FakeConnection::Sent& sent) {
+    if (sent.opcode == Opcode::MON2S_VNODE_CREATE) {
+      return std::pair<int, std::string>(ENOSPC, "disk full");
+    }
+    return std::pair<int, std::string>(0, "");
+  };
+  auto reply = create("web");
+  EXPECT_EQ(reply.status, ENOSPC);
+  EXPECT_EQ(
+      text_of(reply.payload),
+      "sComponent " + std::to_string(s_id) +
+          " at 127.0.0.1:7101 could not set up vnode 'web': disk full: " + std::strerror(ENOSPC));
+  EXPECT_EQ(opcodes(s->sent()),
+            (std::vector<Opcode>{Opcode::MON2S_VNODE_CREATE, Opcode::MON2S_VNODE_DESTROY}));
+  EXPECT_TRUE(m->sent().empty());  // nothing reached the mComponent
+  EXPECT_TRUE(vnodes().empty());
+  EXPECT_EQ(create("web").status, ENOSPC);  // and the name is still free
+}
+
+TEST_F(MonitorServerTest, FailedMcomponentSetupIsNotFatal) {
+  auto s = std::make_shared<FakeConnection>("s");
+  auto m = std::make_shared<FakeConnection>("m");
+  join(s, NodeKind::kScomponent);
+  NodeId m_id = join(m, NodeKind::kMcomponent);
+  m->answer = [](const FakeConnection::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
+  auto reply = create("web");
+  EXPECT_EQ(reply.status, 0);
+  EXPECT_EQ(vnodes().size(), 1u);
+  EXPECT_EQ(node(nodes(), m_id)->vnodes, 0u);
+}
+
+TEST_F(MonitorServerTest, DestroyTearsDownAndForgets) {
+  auto s = std::make_shared<FakeConnection>("s");
+  auto m = std::make_shared<FakeConnection>("m");
+  auto p = std::make_shared<FakeConnection>("p");
+  join(s, NodeKind::kScomponent);
+  NodeId m_id = join(m, NodeKind::kMcomponent);
+  join(p, NodeKind::kPcomponent);
+  ASSERT_EQ(create("web").status, 0);
+
+  auto reply = destroy("web");
+  EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
+  EXPECT_TRUE(vnodes().empty());
+  for (auto& [connection, opcode] :
+       {std::pair(s, Opcode::MON2S_VNODE_DESTROY), std::pair(m, Opcode::MON2M_VNODE_DESTROY),
+        std::pair(p, Opcode::MON2P_VNODE_DESTROY)}) {
+    auto sent = connection->sent();
+    ASSERT_EQ(sent.size(), 2u);
+    EXPECT_EQ(sent[1].opcode, opcode);
+    EXPECT_EQ(sent[1].vnode, 1u);
+    auto teardown = wire::decode<wire::VnodeTeardown>(sent[1].payload);
+    ASSERT_TRUE(teardown.ok());
+    EXPECT_EQ(teardown->vnode, 1u);
+  }
+  EXPECT_EQ(node(nodes(), m_id)->vnodes, 0u);
+
+  reply = destroy("web");
+  EXPECT_EQ(reply.status, ENOENT);
+  EXPECT_EQ(text_of(reply.payload), "no vnode named 'web'");
+}
+
+TEST_F(MonitorServerTest, ALateJoinerLearnsTheExistingVnodes) {
+  auto s = std::make_shared<FakeConnection>("s");
+  join(s, NodeKind::kScomponent);
+  ASSERT_EQ(create("web").status, 0);
+  ASSERT_EQ(create("db").status, 0);
+
+  auto m = std::make_shared<FakeConnection>("m");
+  NodeId m_id = join(m, NodeKind::kMcomponent);  // join() waits for the worker
+  auto sent = m->sent();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].opcode, Opcode::MON2M_VNODE_CREATE);
+  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[0].payload)->name.view(), "web");
+  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[1].payload)->name.view(), "db");
+  EXPECT_EQ(node(nodes(), m_id)->vnodes, 2u);
+
+  // A second sComponent holds no roots, so it is told about none.
+  auto s2 = std::make_shared<FakeConnection>("s2");
+  join(s2, NodeKind::kScomponent);
+  EXPECT_TRUE(s2->sent().empty());
+}
+
+TEST_F(MonitorServerTest, ARevivedNodeCatchesUpWithWhatItMissed) {
+  auto s = std::make_shared<FakeConnection>("s");
+  auto p = std::make_shared<FakeConnection>("p");
+  NodeId s_id = join(s, NodeKind::kScomponent);
+  NodeId p_id = join(p, NodeKind::kPcomponent);
+  ASSERT_EQ(create("old").status, 0);
+
+  // p goes silent; meanwhile "old" is destroyed and "new" created.
+  request(s, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(s_id, 1ull << 30, 0, 0)));
+  m_server.check_failures(Clock::now() + 2500ms);
+  request(s, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(s_id, 1ull << 30, 0, 0)));
+  ASSERT_EQ(node(nodes(), p_id)->state, static_cast<uint8_t>(NodeState::kFailed));
+  ASSERT_EQ(destroy("old").status, 0);
+  ASSERT_EQ(create("new").status, 0);
+  EXPECT_EQ(p->sent().size(), 1u);  // only the first create reached it
+
+  request(p, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(p_id, 1, 0, 0)));
+  auto sent = p->sent();
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[1].opcode, Opcode::MON2P_VNODE_CREATE);
+  EXPECT_EQ(sent[1].vnode, 2u);
+  EXPECT_EQ(sent[2].opcode, Opcode::MON2P_VNODE_DESTROY);
+  EXPECT_EQ(sent[2].vnode, 1u);
+  EXPECT_EQ(node(nodes(), p_id)->vnodes, 1u);
+}
+
+TEST_F(MonitorServerTest, ARestartedScomponentTakesOverItsRoots) {
+  auto s_old = std::make_shared<FakeConnection>("old");
+  NodeId old_id = join(s_old, NodeKind::kScomponent, 1ull << 30, "127.0.0.1:7101");
+  ASSERT_EQ(create("web").status, 0);
+  s_old->close();  // the sComponent dies...
+
+  auto s_new = std::make_shared<FakeConnection>("new");  // ...and comes back
+  NodeId new_id = join(s_new, NodeKind::kScomponent, 1ull << 30, "127.0.0.1:7101");
+  EXPECT_NE(new_id, old_id);
+  auto sent = s_new->sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].opcode, Opcode::MON2S_VNODE_CREATE);
+  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[0].payload)->scomponent.view(), "127.0.0.1:7101");
+  EXPECT_EQ(vnodes().at(0).scomponent, new_id);
+  auto records = nodes();
+  EXPECT_EQ(node(records, old_id), nullptr);  // the old incarnation is gone
+  EXPECT_EQ(node(records, new_id)->vnodes, 1u);
+}
+
+TEST_F(MonitorServerTest, UnknownOpcodeIsRefused) {
+  auto connection = std::make_shared<FakeConnection>("x");
+  auto reply = request(connection, Opcode::P2M_PAGE_READ);
+  EXPECT_EQ(reply.status, EOPNOTSUPP);
+}
+
+TEST(MonitorServerStopTest, QueuedRequestsFailWithShutdownAfterStop) {
+  MonitorServer server(MonitorServer::Options{});
+  server.start();
+  server.stop();
+  auto console = std::make_shared<FakeConnection>("console");
+  wire::VnodeCreateRequest create{};
+  create.name.set("web");
+  fabric::Message message;
+  message.header.opcode = static_cast<uint16_t>(Opcode::CTL2MON_VNODE_CREATE);
+  message.payload = wire::encode(create);
+  wire::Header header = message.header;
+  server.dispatcher().dispatch(std::move(message), fabric::Responder(console, header));
+  ASSERT_EQ(console->replies().size(), 1u);
+  EXPECT_EQ(console->replies()[0].status, ESHUTDOWN);
+}
+
+}  // namespace
+}  // namespace sk::monitor

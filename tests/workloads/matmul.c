@@ -1,0 +1,133 @@
+/* matmul: blocked multiplication of two N x N matrices of doubles, a
+ * compute- and memory-bound workload with a regular access pattern.
+ *
+ *   matmul N [BLOCK]
+ *
+ * A[i][j] = ((31i + 17j) mod 19 - 9) / 4 and B[i][j] = ((13i + 29j) mod 23 - 11) / 8,
+ * and C = A * B is computed with BLOCK x BLOCK tiles (default 64) in i-k-j
+ * order. Every product is a multiple of 1/32 no larger than 99/32 in
+ * magnitude, so for N <= 8192 every partial sum is exact in a double: C, and
+ * the output, do not depend on the summation order, the block size, the
+ * compiler or the machine. One element per row is recomputed with a plain
+ * dot product and must match exactly.
+ *
+ * Output, one line:
+ *   n=N block=B sum=S weighted=W trace=T hash=0123456789abcdef
+ * sum is the sum of C's elements, weighted the sum of C[i][j] * ((i + 2j) mod 7 + 1),
+ * trace the sum of its diagonal (all exact, printed with %.6f), hash 64-bit
+ * FNV-1a over C's bit patterns in row order.
+ * Exit status 0 on success; 1 if a check failed; 2 for bad arguments;
+ * 3 with "matmul: cannot allocate ..." if the matrices cannot be allocated.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { kMaxN = 8192 };
+
+static void usage(void) {
+  fprintf(stderr, "usage: matmul N [BLOCK]   (1 <= N <= %d, 1 <= BLOCK <= N)\n", kMaxN);
+  exit(2);
+}
+
+static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
+  char* end = NULL;
+  errno = 0;
+  unsigned long long value = strtoull(text, &end, 10);
+  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
+      value > max) {
+    fprintf(stderr, "matmul: bad %s '%s'\n", what, text);
+    usage();
+  }
+  return value;
+}
+
+static inline double a_at(size_t i, size_t j) {
+  return (double)((int)((31 * i + 17 * j) % 19) - 9) / 4.0;
+}
+static inline double b_at(size_t i, size_t j) {
+  return (double)((int)((13 * i + 29 * j) % 23) - 11) / 8.0;
+}
+
+static inline size_t min_size(size_t a, size_t b) {
+  return a < b ? a : b;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argc > 3) usage();
+  size_t n = (size_t)parse_u64("N", argv[1], 1, kMaxN);
+  size_t block = argc > 2 ? (size_t)parse_u64("BLOCK", argv[2], 1, n) : min_size(64, n);
+
+  double* a = malloc(n * n * sizeof *a);
+  double* b = malloc(n * n * sizeof *b);
+  double* c = calloc(n * n, sizeof *c);
+  if (a == NULL || b == NULL || c == NULL) {
+    fprintf(stderr, "matmul: cannot allocate three %zux%zu matrices\n", n, n);
+    return 3;
+  }
+  for (size_t i = 0; i < n; i++) {
+    for (size_t j = 0; j < n; j++) {
+      a[i * n + j] = a_at(i, j);
+      b[i * n + j] = b_at(i, j);
+    }
+  }
+
+  for (size_t ii = 0; ii < n; ii += block) {
+    size_t i_end = min_size(ii + block, n);
+    for (size_t kk = 0; kk < n; kk += block) {
+      size_t k_end = min_size(kk + block, n);
+      for (size_t jj = 0; jj < n; jj += block) {
+        size_t j_end = min_size(jj + block, n);
+        for (size_t i = ii; i < i_end; i++) {
+          double* c_row = c + i * n;
+          for (size_t k = kk; k < k_end; k++) {
+            double aik = a[i * n + k];
+            const double* b_row = b + k * n;
+            for (size_t j = jj; j < j_end; j++) c_row[j] += aik * b_row[j];
+          }
+        }
+      }
+    }
+  }
+
+  /* One element per row, at a column that moves, by a plain dot product. */
+  for (size_t i = 0; i < n; i++) {
+    size_t j = (7 * i + 3) % n;
+    double dot = 0;
+    for (size_t k = 0; k < n; k++) dot += a_at(i, k) * b_at(k, j);
+    if (dot != c[i * n + j]) {
+      fprintf(stderr, "matmul: C[%zu][%zu] is %.6f, a dot product gives %.6f\n", i, j, c[i * n + j],
+              dot);
+      return 1;
+    }
+  }
+
+  double sum = 0, weighted = 0, trace = 0;
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    for (size_t j = 0; j < n; j++) {
+      double v = c[i * n + j];
+      sum += v;
+      weighted += v * (double)((i + 2 * j) % 7 + 1);
+      uint64_t bits;
+      memcpy(&bits, &v, sizeof bits);
+      hash = (hash ^ bits) * 0x100000001b3ULL;
+    }
+    trace += c[i * n + i];
+  }
+  printf("n=%zu block=%zu sum=%.6f weighted=%.6f trace=%.6f hash=%016" PRIx64 "\n", n, block, sum,
+         weighted, trace, hash);
+  if (fflush(stdout) != 0) {
+    perror("matmul: stdout");
+    return 1;
+  }
+  free(a);
+  free(b);
+  free(c);
+  return 0;
+}
