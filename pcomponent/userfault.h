@@ -1,0 +1,40 @@
+// Taking a userfaultfd for a vNode process: the first step of serving its
+// anonymous memory from mComponents (DESIGN.md, "Memory").
+//
+// A uffd belongs to the mm that created it, so the process itself must make
+// it: with the tracee stopped, the tracer injects
+//   fd  = openat(AT_FDCWD, "/dev/userfaultfd", O_RDWR | O_CLOEXEC)
+//   uffd = ioctl(fd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK)
+//   close(fd)
+// takes uffd with pidfd_getfd, and closes the tracee's copy, so the program
+// never sees an extra fd. /dev/userfaultfd (not the userfaultfd() syscall)
+// because vm.unprivileged_userfaultfd is 0 by default and the tracee is
+// unprivileged on the host; the launcher gives each vNode its own device
+// node, owned by the vNode's root, at /dev/userfaultfd. UFFD_USER_MODE_ONLY
+// is not used: a read(2) into a missing page would then fail with EFAULT.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+#include "kernel/result.h"
+#include "pcomponent/inject.h"
+
+namespace sk::pcomponent {
+
+struct Userfault {
+  int fd = -1;            // the pComponent's copy; the caller closes it
+  uint64_t features = 0;  // UFFD_FEATURE_* granted by UFFDIO_API
+};
+
+// The features the memory manager asks for, when the kernel has them.
+uint64_t wanted_userfault_features();
+
+// Creates a userfaultfd for the stopped tracee `pid` (see the file comment)
+// and negotiates the API. `device` is the path of /dev/userfaultfd as the
+// tracee sees it.
+Result<Userfault> acquire_userfault(pid_t pid, Injector& injector,
+                                    const char* device = "/dev/userfaultfd");
+
+}  // namespace sk::pcomponent
