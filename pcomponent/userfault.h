@@ -9,8 +9,11 @@
 // takes uffd with pidfd_getfd, and closes the tracee's copy, so the program
 // never sees an extra fd. /dev/userfaultfd (not the userfaultfd() syscall)
 // because vm.unprivileged_userfaultfd is 0 by default and the tracee is
-// unprivileged on the host; the launcher gives each vNode its own device
-// node, owned by the vNode's root, at /dev/userfaultfd. UFFD_USER_MODE_ONLY
+// unprivileged on the host. FIXME: the launcher must give each vNode its own
+// device node (a mknod of the host's 10:N under /dev, owned by the vNode's
+// root, bind-mounted at the vNode's /dev/userfaultfd) before the memory
+// manager can use this for vNode programs; today only root tracees can
+// open the host's node. UFFD_USER_MODE_ONLY
 // is not used: a read(2) into a missing page would then fail with EFAULT.
 #pragma once
 
