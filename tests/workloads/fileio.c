@@ -44,6 +44,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "fileio"
+#include "workload.h"
+
 enum {
   kChunk = 64 * 1024,   /* write() size */
   kReadPiece = 40000,   /* read() size: deliberately not a power of two */
@@ -74,17 +77,6 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "fileio: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
 /* Prints "fileio: STEP: message[: errno text]" and exits 1. */
 static void __attribute__((format(printf, 2, 3), noreturn)) fail(int err, const char* fmt, ...) {
@@ -108,11 +100,6 @@ static void step(const char* fmt, ...) {
   if (fflush(stdout) != 0) fail(errno, "stdout");
 }
 
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 /* Fills dst with the bytes the layout puts at [off, off + len). Byte o of a
  * pattern is byte o % 8 (little-endian) of mix64(o / 8 ^ seed). */
@@ -142,7 +129,6 @@ static uint64_t fnv1a(uint64_t h, const uint8_t* p, size_t len) {
   for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
   return h;
 }
-static const uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
 
 /* Compares got with the layout's bytes at off; fails naming the first bad byte. */
 static void check_bytes(const char* what, const struct Layout* layout, const uint8_t* got,

@@ -30,12 +30,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "fork_evict"
+#include "workload.h"
+
 enum {
   kPageSize = 4096,
   kWordsPerPage = kPageSize / 8,
 };
 
-static const uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 static const uint64_t kParentSeed = 0x706172656e74ULL;
 static const uint64_t kChildSeed = 0x6368696c64ULL;
 
@@ -44,23 +46,7 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "fork_evict: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 static void fill(uint64_t* buf, uint64_t npages, uint64_t seed) {
   for (uint64_t g = 0; g < npages; g++) {

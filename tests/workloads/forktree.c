@@ -35,13 +35,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define WORKLOAD_NAME "forktree"
+#include "workload.h"
+
 enum {
   kBufferWords = 256 * 1024 / 8,
   kMaxFanout = 16,
   kMaxProcesses = 4096,
 };
 
-static const uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
 /* What a subtree reports to its parent. Fixed size, so one pipe write. */
 struct Report {
@@ -59,23 +61,7 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "forktree: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 static inline uint64_t pattern_word(uint64_t id, uint64_t gen, uint64_t i) {
   return mix64((id << 8) ^ gen ^ 0x666f726bULL) ^ (i * kGolden);

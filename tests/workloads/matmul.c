@@ -28,6 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WORKLOAD_NAME "matmul"
+#include "workload.h"
+
 enum { kMaxN = 8192 };
 
 static void usage(void) {
@@ -35,17 +38,6 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "matmul: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
 static inline double a_at(size_t i, size_t j) {
   return (double)((int)((31 * i + 17 * j) % 19) - 9) / 4.0;

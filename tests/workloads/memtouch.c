@@ -36,15 +36,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WORKLOAD_NAME "memtouch"
+#include "workload.h"
+
 enum {
   kPageSize = 4096, /* fixed, not sysconf: the output must not depend on the host */
   kWordsPerPage = kPageSize / 8,
   kMaxPasses = 1000,
 };
 
-static const uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-static const uint64_t kFnvPrime = 0x100000001b3ULL;
-static const uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
 static void usage(void) {
   fprintf(stderr, "usage: memtouch [--random] MIB [PASSES]   (MIB >= 1, 1 <= PASSES <= %d)\n",
@@ -52,23 +52,7 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "memtouch: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 static inline uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));

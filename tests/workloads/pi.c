@@ -27,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WORKLOAD_NAME "pi"
+#include "workload.h"
+
 enum { kMaxThreads = 256 };
 
 /* One word of per-thread state per cache line, so the threads do not share
@@ -45,17 +48,6 @@ static void usage(void) {
 }
 
 /* Parses a decimal number in [min, max]; anything else is a usage error. */
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "pi: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
 static uint64_t splitmix64(uint64_t* state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);

@@ -36,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WORKLOAD_NAME "threads"
+#include "workload.h"
+
 enum {
   kPageSize = 4096,
   kWordsPerPage = kPageSize / 8,
@@ -44,7 +47,6 @@ enum {
   kSharedUpdates = 10000,       /* extra mutex/atomic updates per thread */
 };
 
-static const uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
 struct Worker {
   pthread_t thread;
@@ -66,23 +68,7 @@ static void usage(void) {
   exit(2);
 }
 
-static uint64_t parse_u64(const char* what, const char* text, uint64_t min, uint64_t max) {
-  char* end = NULL;
-  errno = 0;
-  unsigned long long value = strtoull(text, &end, 10);
-  if (!isdigit((unsigned char)text[0]) || errno != 0 || *end != '\0' || value < min ||
-      value > max) {
-    fprintf(stderr, "threads: bad %s '%s'\n", what, text);
-    usage();
-  }
-  return value;
-}
 
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 static inline uint64_t page_value(uint64_t page) {
   return mix64(page ^ 0x746872656164ULL);
