@@ -93,8 +93,8 @@ class Daemon {
   Address m_monitor;
   Address m_listen;
   std::unique_ptr<fabric::Transport> m_transport;  // made by parse()
-  mutable std::mutex m_member_mutex;                // guards m_member
-  const Member* m_member = nullptr;                 // set while run() has one
+  mutable std::mutex m_member_mutex;               // guards m_member
+  const Member* m_member = nullptr;                // set while run() has one
 };
 
 // Decodes the body of a MON2P/MON2M/MON2S_VNODE_CREATE or _DESTROY request

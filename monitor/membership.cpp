@@ -88,6 +88,27 @@ std::optional<NodeId> Membership::pick_scomponent() const {
   return best->id;
 }
 
+std::variant<NodeId, Membership::PickFailure> Membership::pick_pcomponent(
+    VnodeId vnode, const std::function<size_t(NodeId)>& running) const {
+  bool any_alive = false;
+  const NodeEntry* best = nullptr;
+  size_t best_running = 0;
+  for (const auto& [id, entry] : m_nodes) {
+    if (entry.kind != NodeKind::kPcomponent || !entry.alive()) continue;
+    any_alive = true;
+    if (entry.vnodes.count(vnode) == 0) continue;
+    size_t here = running ? running(id) : 0;
+    // Strictly less keeps the lowest id on ties (the map is ordered).
+    if (best == nullptr || here < best_running ||
+        (here == best_running && entry.load < best->load)) {
+      best = &entry;
+      best_running = here;
+    }
+  }
+  if (best != nullptr) return best->id;
+  return any_alive ? PickFailure::kNotSetUp : PickFailure::kNoPcomponent;
+}
+
 std::vector<NodeId> Membership::alive(NodeKind kind) const {
   std::vector<NodeId> ids;
   for (const auto& [id, entry] : m_nodes) {
@@ -111,6 +132,14 @@ std::vector<NodeId> Membership::superseded_by(NodeId node) const {
 
 void Membership::erase(NodeId node) {
   m_nodes.erase(node);
+}
+
+NodeId Membership::find_by_connection(const fabric::Connection* connection) const {
+  if (connection == nullptr) return kNoNode;
+  for (const auto& [id, entry] : m_nodes) {
+    if (entry.connection.get() == connection) return id;
+  }
+  return kNoNode;
 }
 
 NodeEntry* Membership::find(NodeId node) {

@@ -17,11 +17,13 @@
 // the new one has taken over its vNodes (see superseded_by()).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "kernel/config.h"
@@ -90,6 +92,16 @@ class Membership {
   // GSM: the alive sComponent with the most free space (ties: lowest id).
   std::optional<NodeId> pick_scomponent() const;
 
+  // GPM: the alive pComponent that has set `vnode` up and has the fewest
+  // programs running: `running(id)` (the monitor's own count of the runs it
+  // placed there, always current), then the load its last heartbeat
+  // reported, then the lowest id. ENOENT-like outcomes are told apart:
+  // kNoPcomponent when no pComponent is alive at all, kNotSetUp when the
+  // alive ones lack the vNode.
+  enum class PickFailure { kNoPcomponent, kNotSetUp };
+  std::variant<NodeId, PickFailure> pick_pcomponent(
+      VnodeId vnode, const std::function<size_t(NodeId)>& running) const;
+
   // Alive nodes of one kind, by id.
   std::vector<NodeId> alive(NodeKind kind) const;
 
@@ -98,6 +110,8 @@ class Membership {
   std::vector<NodeId> superseded_by(NodeId node) const;
   void erase(NodeId node);
 
+  // The node that joined on `connection`, or kNoNode.
+  NodeId find_by_connection(const fabric::Connection* connection) const;
   NodeEntry* find(NodeId node);
   const NodeEntry* find(NodeId node) const;
   size_t size() const { return m_nodes.size(); }

@@ -119,6 +119,7 @@ MonitorServer::MonitorServer(Options options)
                             }
                           });
                         });
+  register_run_handlers();
 }
 
 MonitorServer::~MonitorServer() {
@@ -206,15 +207,22 @@ void MonitorServer::run_detector() {
 }
 
 void MonitorServer::check_failures(Clock::time_point now) {
-  std::lock_guard lock(m_mutex);
-  for (NodeId id : m_membership.detect_failures(now)) {
-    const NodeEntry* node = m_membership.find(id);
-    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - node->last_heartbeat);
-    log.warn(
-        "{} failed: no heartbeat for {} ms (timeout {} ms)",
-        describe(id, node->kind, node->address), age.count(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(m_options.failure_timeout).count());
+  std::vector<NodeId> failed;
+  {
+    std::lock_guard lock(m_mutex);
+    failed = m_membership.detect_failures(now);
+    for (NodeId id : failed) {
+      const NodeEntry* node = m_membership.find(id);
+      auto age =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - node->last_heartbeat);
+      log.warn(
+          "{} failed: no heartbeat for {} ms (timeout {} ms)",
+          describe(id, node->kind, node->address), age.count(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(m_options.failure_timeout).count());
+    }
   }
+  // The consoles of its programs learn it now rather than wait forever.
+  for (NodeId id : failed) end_runs_of(id);
 }
 
 // ---- membership (transport thread) -----------------------------------------
@@ -299,10 +307,13 @@ Result<rpc::Bytes> MonitorServer::handle_leave(const rpc::Message& request) {
 }
 
 void MonitorServer::on_connection_closed(NodeId id, const fabric::Connection* connection) {
-  std::lock_guard lock(m_mutex);
-  if (!m_membership.connection_closed(id, connection)) return;
-  const NodeEntry* node = m_membership.find(id);
-  log.warn("{} failed: its connection closed", describe(id, node->kind, node->address));
+  {
+    std::lock_guard lock(m_mutex);
+    if (!m_membership.connection_closed(id, connection)) return;
+    const NodeEntry* node = m_membership.find(id);
+    log.warn("{} failed: its connection closed", describe(id, node->kind, node->address));
+  }
+  end_runs_of(id);
 }
 
 Result<rpc::Bytes> MonitorServer::handle_nodes() {
@@ -315,7 +326,10 @@ Result<rpc::Bytes> MonitorServer::handle_vnode_list() {
   std::vector<wire::VnodeRecord> records;
   {
     std::lock_guard lock(m_mutex);
-    for (const auto& entry : m_vnodes.list()) records.push_back(entry.record());
+    for (const auto& entry : m_vnodes.list()) {
+      records.push_back(entry.record());
+      records.back().processes = static_cast<uint32_t>(m_runs.count_of_vnode(entry.id));
+    }
   }
   return encode_list(records);
 }

@@ -28,8 +28,17 @@
 //   MON2x_VNODE_CREATE   VnodeSetup, header vnode = id -> empty (idempotent
 //                    on the component: it may be re-sent after a failure).
 //   MON2x_VNODE_DESTROY  VnodeTeardown, header vnode = id -> empty.
+//   Runs, ps and stats (CTL2MON_RUN/STDIN/SIGNAL/PS/STATS, MON2P_*, P2MON_*,
+//   MON2CTL_*): see kernel/wire/process_messages.h; served in
+//   monitor_runs.cpp. A run goes to the alive pComponent that has the vNode
+//   and the fewest runs (Membership::pick_pcomponent). Output is forwarded
+//   chunk by chunk, each P2MON_OUTPUT answered only once the console
+//   answered its MON2CTL_OUTPUT (end-to-end flow control, without ever
+//   waiting on the transport's thread). ps and stats ask every alive
+//   pComponent at once and answer when all did or timed out.
 //
-// Threads: the handlers run on the transport's thread and never block.
+// Threads: the handlers run on the transport's thread and never block
+// (run, ps and stats handlers reply from reply callbacks).
 // vNode creation and destruction, and bringing a component up to date, wait
 // for components' replies, so they run one at a time, in order, on the
 // monitor's worker thread; that order is also what keeps the vNode table
@@ -46,6 +55,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,7 +63,9 @@
 #include "kernel/config.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/rpc/rpc.h"
+#include "kernel/wire/process_messages.h"
 #include "monitor/membership.h"
+#include "monitor/run_table.h"
 #include "monitor/vnode_table.h"
 
 namespace sk::monitor {
@@ -71,6 +83,15 @@ class MonitorServer {
     // Each MON2x_ request to a component; generous because an sComponent may
     // populate a vNode root from the default image.
     Duration component_timeout = std::chrono::seconds(20);
+    // MON2P_RUN: the pComponent may have to start the vNode's init first,
+    // which mounts and reads its root.
+    Duration run_timeout = std::chrono::seconds(45);
+    // MON2P_PS, MON2P_STATS, MON2P_SIGNAL, MON2CTL_EXIT.
+    Duration query_timeout = std::chrono::seconds(5);
+    // A chunk of output or input waits for the console or the program to
+    // take it; only a peer wedged for this long fails the run's stream
+    // (a closed connection fails it at once).
+    Duration stream_timeout = std::chrono::hours(1);
   };
 
   explicit MonitorServer(Options options);
@@ -123,6 +144,24 @@ class MonitorServer {
   Result<rpc::Bytes> handle_vnode_list();
   void on_connection_closed(NodeId node, const fabric::Connection* connection);
 
+  // Runs, ps and stats (monitor_runs.cpp); transport thread, never called
+  // with m_mutex held (they call connections, whose callbacks may run
+  // inline).
+  void handle_run(rpc::Message request, rpc::Responder responder);
+  void handle_stdin(rpc::Message request, rpc::Responder responder);
+  void handle_signal(rpc::Message request, rpc::Responder responder);
+  void handle_output(rpc::Message request, rpc::Responder responder);
+  void handle_exit(rpc::Message request, rpc::Responder responder);
+  void handle_ps(rpc::Message request, rpc::Responder responder);
+  void handle_stats(rpc::Message request, rpc::Responder responder);
+  void register_run_handlers();
+  void on_console_closed(const fabric::Connection* connection);
+  // Ends every started run of a failed pComponent: its console gets
+  // MON2CTL_EXIT{kExitLost}. Any thread, without m_mutex.
+  void end_runs_of(NodeId node);
+  // The monitor's own counters, for `stats`.
+  std::vector<wire::StatRecord> own_stats();
+
   // Worker thread.
   Result<wire::VnodeRecord> create_vnode(const wire::VnodeCreateRequest& request);
   Result<void> destroy_vnode(const std::string& name);
@@ -142,6 +181,20 @@ class MonitorServer {
   std::mutex m_mutex;  // guards m_membership, m_vnodes
   Membership m_membership;
   VnodeTable m_vnodes;
+  RunTable m_runs;
+  // Console connections whose close handler is set (runs' consoles).
+  std::set<const fabric::Connection*> m_consoles;
+  struct RunCounters {
+    uint64_t started = 0;
+    uint64_t refused = 0;
+    uint64_t ended = 0;
+    uint64_t lost = 0;
+    uint64_t hung_up = 0;
+    uint64_t output_chunks = 0;
+    uint64_t output_bytes = 0;
+    uint64_t input_bytes = 0;
+    uint64_t signals = 0;
+  } m_run_counters;  // guarded by m_mutex
 
   std::mutex m_queue_mutex;  // guards m_queue, m_stopping
   std::condition_variable m_queue_wake;

@@ -40,6 +40,7 @@
 #include <cstring>
 
 #include "kernel/log.h"
+#include "pcomponent/launcher.h"
 
 namespace sk::pcomponent {
 
@@ -51,27 +52,27 @@ static constexpr double kCacheSeconds = 1.0;
 static constexpr unsigned kMaxRequest = wire::kMaxStorageIo;
 // The overflow id (nobody) for on-disk ids beyond a vNode's range.
 static constexpr uint32_t kOverflowId = 65534;
-// The range of ids one vNode has (launcher.h's kIdsPerVnode).
-static constexpr uint32_t kIdsPerVnodeHere = 65536;
 
 std::string_view storage_op_name(StorageOp op) {
   switch (op) {
 #define SK_STORAGE_OP_NAME(name) \
-  case StorageOp::k_##name: return #name;
+  case StorageOp::k_##name:      \
+    return #name;
     SK_STORAGE_OPS(SK_STORAGE_OP_NAME)
 #undef SK_STORAGE_OP_NAME
-    case StorageOp::kCount: break;
+    case StorageOp::kCount:
+      break;
   }
   return "unknown";
 }
 
 uint32_t IdMap::to_vnode(uint32_t host) const {
   uint32_t id = host - base;  // wraps for ids below the base
-  return id < kIdsPerVnodeHere ? id : 0;
+  return id < kIdsPerVnode ? id : 0;
 }
 
 uint32_t IdMap::to_host(uint32_t vnode_id) const {
-  return base + (vnode_id < kIdsPerVnodeHere ? vnode_id : kOverflowId);
+  return base + (vnode_id < kIdsPerVnode ? vnode_id : kOverflowId);
 }
 
 namespace {
@@ -84,7 +85,8 @@ void raise_readahead(const MountContext& mount) {
   if (mount.readahead_file.empty()) return;
   int fd = ::open(mount.readahead_file.c_str(), O_WRONLY | O_CLOEXEC);
   std::string value = std::to_string(kMaxRequest / 1024);
-  bool ok = fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  bool ok =
+      fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
   if (fd >= 0) ::close(fd);
   if (!ok) log.debug("cannot raise the readahead in {}: {}", mount.readahead_file, strerror(errno));
 }
@@ -229,13 +231,12 @@ int op_read(const char* path, char* buffer, size_t size, off_t offset, fuse_file
   return static_cast<int>(*got);
 }
 
-int op_write(const char* path, const char* buffer, size_t size, off_t offset,
-             fuse_file_info* fi) {
+int op_write(const char* path, const char* buffer, size_t size, off_t offset, fuse_file_info* fi) {
   auto& mount = serve(StorageOp::k_write);
   if (offset < 0) return -EINVAL;
-  auto written = mount.client->write(mount.vnode, path, static_cast<uint64_t>(offset),
-                                     wire::ByteView(reinterpret_cast<const std::byte*>(buffer), size),
-                                     write_flags(fi));
+  auto written = mount.client->write(
+      mount.vnode, path, static_cast<uint64_t>(offset),
+      wire::ByteView(reinterpret_cast<const std::byte*>(buffer), size), write_flags(fi));
   if (!written) return fail(mount, written.error());
   if (written->written == 0 && size > 0) return -ENOSPC;
   return static_cast<int>(written->written);

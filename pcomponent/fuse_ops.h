@@ -32,10 +32,11 @@
 namespace sk::pcomponent {
 
 // The operations counted for `splitctl stats`.
-#define SK_STORAGE_OPS(X)                                                                     \
-  X(getattr) X(open) X(read) X(write) X(create) X(mkdir) X(mknod) X(symlink) X(link) X(unlink) \
-  X(rmdir) X(rename) X(readdir) X(readlink) X(chmod) X(chown) X(truncate) X(utimens) X(fsync)  \
-  X(statfs)
+// clang-format off
+#define SK_STORAGE_OPS(X)                                                           \
+  X(getattr) X(open) X(read) X(write) X(create) X(mkdir) X(mknod) X(symlink)        \
+  X(link) X(unlink) X(rmdir) X(rename) X(readdir) X(readlink) X(chmod) X(chown)     \
+  X(truncate) X(utimens) X(fsync) X(statfs)
 
 enum class StorageOp {
 #define SK_STORAGE_OP_ENUM(name) k_##name,
@@ -43,6 +44,7 @@ enum class StorageOp {
 #undef SK_STORAGE_OP_ENUM
   kCount
 };
+// clang-format on
 
 std::string_view storage_op_name(StorageOp op);
 

@@ -7,6 +7,8 @@
 // ROOT` (see launcher.h), recognised before anything else runs, since it is
 // started inside the vNode's fresh namespaces and must not start threads or
 // parse the daemon's flags.
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -15,11 +17,17 @@
 #include "kernel/log.h"
 #include "pcomponent/launcher.h"
 #include "pcomponent/pcomponent.h"
+#include "pcomponent/process_manager.h"
 #include "pcomponent/storage_manager.h"
 
 int main(int argc, char** argv) {
   // Before any thread exists, so that every thread inherits the mask.
   sk::pcomponent::block_sigchld();
+  // A shell starts background jobs (scripts/local-cluster's daemons) with
+  // SIGINT and SIGQUIT ignored; the programs would inherit that through
+  // exec, and Ctrl-C from the console would never reach them.
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGQUIT, SIG_DFL);
   if (argc == 5 && std::strcmp(argv[1], "--vnode-init") == 0) {
     sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
   }
@@ -55,9 +63,23 @@ int main(int argc, char** argv) {
   storage_options.node_id = [&daemon] { return daemon.node_id(); };
   sk::pcomponent::StorageManager storage(daemon.transport(), storage_options);
 
+  auto launcher = sk::pcomponent::make_ptrace_launcher("/proc/self/exe");
+  if (!launcher) {
+    sk::Logger("pcomponent").error("cannot run programs: {}", launcher.error().text());
+    return 1;
+  }
   sk::pcomponent::Pcomponent component(*bytes, storage);
-  return daemon.run({component.dispatcher(), [&component] { return component.usage(); },
-                     [&component, &storage] {
+  // Runs, ps and stats (process_manager.h) on the component's dispatcher.
+  sk::pcomponent::ProcessManager processes(**launcher, storage);
+  processes.register_handlers(component.dispatcher());
+  return daemon.run({component.dispatcher(),
+                     [&component, &processes] {
+                       auto usage = component.usage();
+                       usage.load = static_cast<uint32_t>(processes.running());
+                       return usage;
+                     },
+                     [&component, &storage, &processes] {
+                       processes.stop();
                        component.stop();
                        storage.stop();
                      }});

@@ -20,7 +20,9 @@ Pcomponent::Pcomponent(uint64_t excache, Storage& storage)
   serve_async(Opcode::MON2P_VNODE_DESTROY, &Pcomponent::vnode_destroy);
 }
 
-Pcomponent::~Pcomponent() { stop(); }
+Pcomponent::~Pcomponent() {
+  stop();
+}
 
 void Pcomponent::stop() {
   {
@@ -67,14 +69,15 @@ Result<wire::Bytes> Pcomponent::vnode_create(const rpc::Message& request) {
   uint64_t cache = setup.cache == 0 ? m_excache : setup.cache;
   std::string scomponent = setup.scomponent.str();
   if (scomponent.empty()) {
-    log.warn("vNode {} '{}': the monitor did not say which sComponent holds its root; it has "
-             "no root here",
-             setup.vnode, setup.name.view());
+    log.warn(
+        "vNode {} '{}': the monitor did not say which sComponent holds its root; it has "
+        "no root here",
+        setup.vnode, setup.name.view());
   } else {
     auto address = parse_address(scomponent);
     if (!address) {
-      return make_error(EINVAL, "bad sComponent address '" + scomponent + "': " +
-                                    address.error().message());
+      return make_error(
+          EINVAL, "bad sComponent address '" + scomponent + "': " + address.error().message());
     }
     auto root = TRY(m_storage.root(VnodeStorage{setup.vnode, setup.name.str(), *address}));
     log.info("vNode {} '{}': root from sComponent {} on {}", setup.vnode, setup.name.view(),

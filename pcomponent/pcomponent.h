@@ -39,7 +39,7 @@ class Pcomponent {
   struct Vnode {
     VnodeId id = kNoVnode;
     std::string name;
-    uint64_t cache = 0;  // ExCache budget in bytes
+    uint64_t cache = 0;      // ExCache budget in bytes
     std::string scomponent;  // where its root lives ("" if the monitor did not say)
   };
 
@@ -52,6 +52,8 @@ class Pcomponent {
   Pcomponent& operator=(const Pcomponent&) = delete;
 
   const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  // For the process manager's handlers (ProcessManager::register_handlers).
+  rpc::Dispatcher& dispatcher() { return m_dispatcher; }
   // For heartbeats: the ExCache budget, pages resident (none yet), running
   // processes (none yet).
   Member::Usage usage() const;

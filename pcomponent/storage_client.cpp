@@ -28,8 +28,8 @@ Result<std::shared_ptr<fabric::Connection>> StorageClient::connection() {
   if (!connected) {
     m_failed_at = now;
     log.warn("cannot reach sComponent {}: {}", m_address.to_string(), connected.error().text());
-    return make_error(EIO, "connect to sComponent " + m_address.to_string() + ": " +
-                               connected.error().text());
+    return make_error(
+        EIO, "connect to sComponent " + m_address.to_string() + ": " + connected.error().text());
   }
   if (m_failed_at != Clock::time_point{}) {
     log.info("reconnected to sComponent {}", m_address.to_string());
@@ -61,16 +61,15 @@ static int file_errno(int status) {
 }
 
 template <typename Build>
-Result<wire::Bytes> StorageClient::call(Opcode opcode, VnodeId vnode, Retry retry,
-                                        Duration timeout, const Build& payload) {
+Result<wire::Bytes> StorageClient::call(Opcode opcode, VnodeId vnode, Retry retry, Duration timeout,
+                                        const Build& payload) {
   for (int attempt = 0;; ++attempt) {
     auto connection = TRY(this->connection());
     std::promise<Result<fabric::Message>> promise;
     auto future = promise.get_future();
-    connection->call_async(opcode, vnode, payload(), timeout,
-                           [&promise](Result<fabric::Message> reply) {
-                             promise.set_value(std::move(reply));
-                           });
+    connection->call_async(
+        opcode, vnode, payload(), timeout,
+        [&promise](Result<fabric::Message> reply) { promise.set_value(std::move(reply)); });
     auto reply = future.get();
     if (reply) {
       if (reply->status() != 0) {
@@ -108,7 +107,9 @@ static Result<void> empty_reply(Result<wire::Bytes> reply) {
   return {};
 }
 
-static uint32_t length_of(std::string_view text) { return static_cast<uint32_t>(text.size()); }
+static uint32_t length_of(std::string_view text) {
+  return static_cast<uint32_t>(text.size());
+}
 
 // A request that is a StoragePathRequest and a path.
 static auto path_request(std::string_view path, uint32_t flags = 0) {
@@ -124,20 +125,19 @@ Result<wire::StorageStat> StorageClient::getattr(VnodeId vnode, std::string_view
 
 Result<wire::StorageStat> StorageClient::open(VnodeId vnode, std::string_view path,
                                               uint32_t flags) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_OPEN, vnode, Retry::kIdempotent, m_timeout,
-                                          path_request(path, flags)));
+  return reply_as<wire::StorageStat>(
+      call(Opcode::P2S_OPEN, vnode, Retry::kIdempotent, m_timeout, path_request(path, flags)));
 }
 
 Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_t offset,
                                    std::span<std::byte> into) {
   size_t done = 0;
   while (done < into.size()) {
-    uint32_t length = static_cast<uint32_t>(std::min<size_t>(into.size() - done,
-                                                             wire::kMaxStorageIo));
+    uint32_t length =
+        static_cast<uint32_t>(std::min<size_t>(into.size() - done, wire::kMaxStorageIo));
     wire::StorageReadRequest request{offset + done, length, length_of(path)};
-    auto payload = TRY(call(Opcode::P2S_READ, vnode, Retry::kIdempotent, m_timeout, [&] {
-      return wire::encode_storage_request(request, path);
-    }));
+    auto payload = TRY(call(Opcode::P2S_READ, vnode, Retry::kIdempotent, m_timeout,
+                            [&] { return wire::encode_storage_request(request, path); }));
     auto data = wire::decode_data_reply(payload);
     if (!data || data->size() > length) return make_error(EIO, "bad reply to P2S_READ");
     std::memcpy(into.data() + done, data->data(), data->size());
@@ -158,9 +158,10 @@ Result<wire::StorageWriteReply> StorageClient::write(VnodeId vnode, std::string_
                               std::min<size_t>(data.size() - total.written, wire::kMaxStorageIo));
     wire::StorageWriteRequest request{offset + total.written, static_cast<uint32_t>(piece.size()),
                                       length_of(path), flags, 0};
-    auto reply = TRY(reply_as<wire::StorageWriteReply>(
-        call(Opcode::P2S_WRITE, vnode, retry, m_timeout,
-             [&] { return wire::encode_storage_request(request, path, {}, piece); })));
+    auto reply =
+        TRY(reply_as<wire::StorageWriteReply>(call(Opcode::P2S_WRITE, vnode, retry, m_timeout, [&] {
+          return wire::encode_storage_request(request, path, {}, piece);
+        })));
     if (reply.written > piece.size()) return make_error(EIO, "bad reply to P2S_WRITE");
     total.written += reply.written;
     total.size = reply.size;
@@ -172,28 +173,26 @@ Result<wire::StorageWriteReply> StorageClient::write(VnodeId vnode, std::string_
 static auto make_request(std::string_view path, uint32_t mode, uint32_t flags, uint32_t uid,
                          uint32_t gid, uint64_t rdev = 0, std::string_view target = {}) {
   return [=] {
-    wire::StorageMakeRequest request{rdev, mode, flags, uid, gid, length_of(path),
-                                     length_of(target)};
+    wire::StorageMakeRequest request{
+        rdev, mode, flags, uid, gid, length_of(path), length_of(target)};
     return wire::encode_storage_request(request, path, target);
   };
 }
 
-Result<wire::StorageStat> StorageClient::create(VnodeId vnode, std::string_view path,
-                                                uint32_t mode, uint32_t flags, uint32_t uid,
-                                                uint32_t gid) {
+Result<wire::StorageStat> StorageClient::create(VnodeId vnode, std::string_view path, uint32_t mode,
+                                                uint32_t flags, uint32_t uid, uint32_t gid) {
   return reply_as<wire::StorageStat>(call(Opcode::P2S_CREATE, vnode, Retry::kNo, m_timeout,
                                           make_request(path, mode, flags, uid, gid)));
 }
 
-Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view path,
-                                               uint32_t mode, uint32_t uid, uint32_t gid) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_MKDIR, vnode, Retry::kNo, m_timeout,
-                                          make_request(path, mode, 0, uid, gid)));
+Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view path, uint32_t mode,
+                                               uint32_t uid, uint32_t gid) {
+  return reply_as<wire::StorageStat>(
+      call(Opcode::P2S_MKDIR, vnode, Retry::kNo, m_timeout, make_request(path, mode, 0, uid, gid)));
 }
 
-Result<wire::StorageStat> StorageClient::mknod(VnodeId vnode, std::string_view path,
-                                               uint32_t mode, uint64_t rdev, uint32_t uid,
-                                               uint32_t gid) {
+Result<wire::StorageStat> StorageClient::mknod(VnodeId vnode, std::string_view path, uint32_t mode,
+                                               uint64_t rdev, uint32_t uid, uint32_t gid) {
   return reply_as<wire::StorageStat>(call(Opcode::P2S_MKNOD, vnode, Retry::kNo, m_timeout,
                                           make_request(path, mode, 0, uid, gid, rdev)));
 }
@@ -214,8 +213,8 @@ static auto two_path_request(std::string_view path, std::string_view second, uin
 
 Result<wire::StorageStat> StorageClient::link(VnodeId vnode, std::string_view path,
                                               std::string_view new_path) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_LINK, vnode, Retry::kNo, m_timeout,
-                                          two_path_request(path, new_path, 0)));
+  return reply_as<wire::StorageStat>(
+      call(Opcode::P2S_LINK, vnode, Retry::kNo, m_timeout, two_path_request(path, new_path, 0)));
 }
 
 Result<void> StorageClient::unlink(VnodeId vnode, std::string_view path) {
@@ -232,8 +231,7 @@ Result<void> StorageClient::rename(VnodeId vnode, std::string_view from, std::st
       call(Opcode::P2S_RENAME, vnode, Retry::kNo, m_timeout, two_path_request(from, to, flags)));
 }
 
-Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode,
-                                                           std::string_view path) {
+Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode, std::string_view path) {
   std::vector<wire::DirEntry> entries;
   uint64_t cookie = 0;
   for (;;) {

@@ -55,14 +55,13 @@ class StorageClient {
                                         wire::ByteView data, uint32_t flags);
   Result<wire::StorageStat> create(VnodeId vnode, std::string_view path, uint32_t mode,
                                    uint32_t flags, uint32_t uid, uint32_t gid);
-  Result<wire::StorageStat> mkdir(VnodeId vnode, std::string_view path, uint32_t mode,
-                                  uint32_t uid, uint32_t gid);
+  Result<wire::StorageStat> mkdir(VnodeId vnode, std::string_view path, uint32_t mode, uint32_t uid,
+                                  uint32_t gid);
   Result<wire::StorageStat> mknod(VnodeId vnode, std::string_view path, uint32_t mode,
                                   uint64_t rdev, uint32_t uid, uint32_t gid);
-  Result<wire::StorageStat> symlink(VnodeId vnode, std::string_view path,
-                                    std::string_view target, uint32_t uid, uint32_t gid);
-  Result<wire::StorageStat> link(VnodeId vnode, std::string_view path,
-                                 std::string_view new_path);
+  Result<wire::StorageStat> symlink(VnodeId vnode, std::string_view path, std::string_view target,
+                                    uint32_t uid, uint32_t gid);
+  Result<wire::StorageStat> link(VnodeId vnode, std::string_view path, std::string_view new_path);
   Result<void> unlink(VnodeId vnode, std::string_view path);
   Result<void> rmdir(VnodeId vnode, std::string_view path);
   Result<void> rename(VnodeId vnode, std::string_view from, std::string_view to, uint32_t flags);

@@ -104,9 +104,10 @@ void ensure_fusectl() {
       if (mount.type == "fusectl") return;
     }
     if (::mount("fusectl", kFusectl, "fusectl", 0, nullptr) != 0) {
-      log.warn("cannot mount fusectl on {}: {}; a vNode root still held by a vNode's "
-               "namespace cannot be cut off at unmount",
-               kFusectl, strerror(errno));
+      log.warn(
+          "cannot mount fusectl on {}: {}; a vNode root still held by a vNode's "
+          "namespace cannot be cut off at unmount",
+          kFusectl, strerror(errno));
     }
   });
 }
@@ -172,8 +173,7 @@ struct StorageManager::Mount {
     fuse_unmount(handle);
     fuse_destroy(handle);
     handle = nullptr;
-    log.info("unmounted the root of vNode {} '{}' from {}", vnode.vnode, vnode.name,
-             path.string());
+    log.info("unmounted the root of vNode {} '{}' from {}", vnode.vnode, vnode.name, path.string());
   }
 };
 
@@ -188,7 +188,9 @@ StorageManager::StorageManager(fabric::Transport& transport, Options options)
   fuse_set_log_func(fuse_log_to_spdlog);
 }
 
-StorageManager::~StorageManager() { stop(); }
+StorageManager::~StorageManager() {
+  stop();
+}
 
 void StorageManager::stop() {
   std::map<VnodeId, std::unique_ptr<Mount>> mounts;
@@ -270,7 +272,8 @@ size_t StorageManager::clean_stale_mounts(const fs::path& run_dir) {
   for (const auto& mount : mounts) {
     if (mount.type.rfind("fuse", 0) != 0 || !under(mount.mount_point, run_dir)) continue;
     struct stat st;
-    if (::stat(mount.mount_point.c_str(), &st) == 0 || (errno != ENOTCONN && errno != ECONNABORTED)) {
+    if (::stat(mount.mount_point.c_str(), &st) == 0 ||
+        (errno != ENOTCONN && errno != ECONNABORTED)) {
       continue;  // alive: another pComponent's
     }
     if (::umount2(mount.mount_point.c_str(), MNT_DETACH) == 0) {
@@ -292,8 +295,8 @@ Result<fs::path> StorageManager::mount_locked(const VnodeStorage& vnode) {
   TRY(wire::validate_vnode_name(vnode.name));
   uint64_t base = uint64_t{kHostUidBase} + uint64_t{vnode.vnode} * kIdsPerVnode;
   if (base + kIdsPerVnode > UINT32_MAX) {
-    return make_error(ERANGE, "vNode id " + std::to_string(vnode.vnode) +
-                                  " is too large for the host uid range");
+    return make_error(
+        ERANGE, "vNode id " + std::to_string(vnode.vnode) + " is too large for the host uid range");
   }
 
   NodeId node = m_options.node_id ? m_options.node_id() : kNoNode;
@@ -312,7 +315,8 @@ Result<fs::path> StorageManager::mount_locked(const VnodeStorage& vnode) {
   }
   struct stat parent;
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno != ENOTCONN && errno != ECONNABORTED) return Error::from_errno("stat " + path.string());
+    if (errno != ENOTCONN && errno != ECONNABORTED)
+      return Error::from_errno("stat " + path.string());
     ::umount2(path.c_str(), MNT_DETACH);
     if (::stat(path.c_str(), &st) != 0) return Error::from_errno("stat " + path.string());
   }
@@ -320,7 +324,8 @@ Result<fs::path> StorageManager::mount_locked(const VnodeStorage& vnode) {
     return Error::from_errno("stat " + path.parent_path().string());
   }
   if (st.st_dev != parent.st_dev) {
-    return make_error(EBUSY, path.string() + " is already mounted (another pComponent with node id " +
+    return make_error(EBUSY, path.string() +
+                                 " is already mounted (another pComponent with node id " +
                                  std::to_string(node) + "?)");
   }
 
@@ -333,8 +338,8 @@ Result<fs::path> StorageManager::mount_locked(const VnodeStorage& vnode) {
   mount->context->ids = IdMap{static_cast<uint32_t>(base)};
   mount->context->counters = m_counters.get();
 
-  std::string options = "allow_other,default_permissions,fsname=splitkernel:" + vnode.name +
-                        ",subtype=splitkernel";
+  std::string options =
+      "allow_other,default_permissions,fsname=splitkernel:" + vnode.name + ",subtype=splitkernel";
   std::vector<std::string> words = {"pcomponent", "-o", options};
   std::vector<char*> argv;
   for (auto& word : words) argv.push_back(word.data());

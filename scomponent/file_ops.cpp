@@ -51,7 +51,9 @@ static Result<wire::StorageStat> stat_name(int dir, const std::string& name,
   return to_storage_stat(st);
 }
 
-static std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+static std::string proc_fd_path(int fd) {
+  return "/proc/self/fd/" + std::to_string(fd);
+}
 
 // chmod of what an fd (O_PATH will do) refers to: fchmod needs a real fd,
 // and fchmodat has no AT_EMPTY_PATH before Linux 6.6. The magic link names
@@ -67,8 +69,8 @@ static Result<void> chmod_fd(int fd, mode_t mode, std::string_view path) {
 // fine; never a symlink here). In a setgid directory the kernel already gave
 // it the directory's group, and a new directory inherits the setgid bit, as
 // Linux does for any creator.
-static Result<void> own_new_name(int fd, mode_t mode, Owner owner, bool parent_setgid,
-                                 bool is_dir, std::string_view path) {
+static Result<void> own_new_name(int fd, mode_t mode, Owner owner, bool parent_setgid, bool is_dir,
+                                 std::string_view path) {
   gid_t gid = parent_setgid ? static_cast<gid_t>(-1) : owner.gid;
   if (::fchownat(fd, "", owner.uid, gid, AT_EMPTY_PATH) != 0) {
     return Error::from_errno("chown " + std::string(path));
@@ -93,7 +95,9 @@ static Result<void> require_name(const ParentAndName& target, int code, std::str
 }
 
 Result<UniqueFd> FileOps::open_file(std::string_view path, int flags) const {
-  return open_confined(m_root, path, flags | O_NOCTTY, 0, m_resolver);
+  // openat2 refuses O_PATH with anything but O_DIRECTORY and O_NOFOLLOW.
+  if (!(flags & O_PATH)) flags |= O_NOCTTY;
+  return open_confined(m_root, path, flags, 0, m_resolver);
 }
 
 Result<ParentAndName> FileOps::parent(std::string_view path) const {
@@ -130,8 +134,8 @@ Result<size_t> FileOps::read(std::string_view path, uint64_t offset,
   return done;
 }
 
-Result<FileOps::Written> FileOps::write(std::string_view path, uint64_t offset,
-                                        wire::ByteView data, uint32_t flags) const {
+Result<FileOps::Written> FileOps::write(std::string_view path, uint64_t offset, wire::ByteView data,
+                                        uint32_t flags) const {
   int open_flags = O_WRONLY | O_NONBLOCK;
   if (flags & wire::kWriteAppend) open_flags |= O_APPEND;
   if (flags & wire::kWriteDataSync) open_flags |= O_DSYNC;
@@ -234,8 +238,7 @@ Result<wire::StorageStat> FileOps::symlink(std::string_view path, std::string_vi
   }
   bool setgid = TRY(is_setgid_dir(target.dir.get(), path));
   gid_t gid = setgid ? static_cast<gid_t>(-1) : owner.gid;
-  if (::fchownat(target.dir.get(), target.name.c_str(), owner.uid, gid, AT_SYMLINK_NOFOLLOW) !=
-      0) {
+  if (::fchownat(target.dir.get(), target.name.c_str(), owner.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return Error::from_errno("chown " + std::string(path));
   }
   return stat_name(target.dir.get(), target.name, path);

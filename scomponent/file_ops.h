@@ -97,8 +97,8 @@ class FileOps {
   // start) while they fit in `max_bytes` (at least one entry is always
   // returned if there is one); counts them in `count`. Returns true when
   // the listing is complete.
-  Result<bool> readdir(std::string_view path, uint64_t cookie, uint32_t max_bytes,
-                       wire::Bytes& out, uint32_t& count) const;
+  Result<bool> readdir(std::string_view path, uint64_t cookie, uint32_t max_bytes, wire::Bytes& out,
+                       uint32_t& count) const;
 
  private:
   Result<UniqueFd> open_file(std::string_view path, int flags) const;

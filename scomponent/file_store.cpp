@@ -105,8 +105,8 @@ Result<bool> FileStore::create_vnode(VnodeId vnode, std::string_view name_view,
   fs::path staging;
   if (populate && !fs::exists(fs::symlink_status(tree_path(name)))) {
     auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    staging = trash_dir() / ("new." + name + "." + std::to_string(vnode) + "." +
-                             std::to_string(stamp));
+    staging =
+        trash_dir() / ("new." + name + "." + std::to_string(vnode) + "." + std::to_string(stamp));
     TRY(ensure_directory(staging, kTreeMode));
     if (auto filled = populate(staging); !filled) {
       if (auto removed = remove_tree(staging); !removed) {

@@ -58,8 +58,7 @@ class FileStore {
   // vNodes' requests go on meanwhile), then renamed into place, so a crash
   // or a failure part way leaves no half-made tree, only trash. Returns
   // true when the tree is new, false when an existing one was adopted.
-  Result<bool> create_vnode(VnodeId vnode, std::string_view name,
-                            const Populate& populate = {});
+  Result<bool> create_vnode(VnodeId vnode, std::string_view name, const Populate& populate = {});
 
   // Forgets the vNode and removes its tree. ENOENT if unknown.
   Result<void> destroy_vnode(VnodeId vnode);

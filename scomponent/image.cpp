@@ -34,8 +34,8 @@ Result<fs::path> find_image(const fs::path& images, std::string_view image) {
   fs::path path = images / std::string(image);
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return make_error(ENOENT, "no image '" + std::string(image) + "' on this sComponent (looked in " +
-                                  images.string() + ")");
+    return make_error(ENOENT, "no image '" + std::string(image) +
+                                  "' on this sComponent (looked in " + images.string() + ")");
   }
   return path;
 }
@@ -99,8 +99,8 @@ Result<void> copy_image(const fs::path& image, const fs::path& tree) {
   auto started = std::chrono::steady_clock::now();
   // "IMAGE/." copies the contents and gives the tree's root the image
   // root's mode, owner and times.
-  TRY(run_program({"cp", "-a", "--reflink=auto", "--", (image / ".").string(),
-                   (tree / ".").string()}));
+  TRY(run_program(
+      {"cp", "-a", "--reflink=auto", "--", (image / ".").string(), (tree / ".").string()}));
   if (st.st_uid != 0 || st.st_gid != 0) {
     // Built unprivileged: the builder's files are vNode root's.
     std::string from = std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);

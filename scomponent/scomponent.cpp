@@ -77,26 +77,26 @@ void Scomponent::serve_async(Opcode opcode, Handler handler) {
   auto& counter = m_served[static_cast<uint16_t>(opcode)];
   counter = std::make_unique<std::atomic<uint64_t>>(0);
   std::atomic<uint64_t>* served = counter.get();
-  m_dispatcher.on_async(opcode, [this, handler, served](rpc::Message request,
-                                                        rpc::Responder responder) {
-    std::unique_lock lock(m_mutex);
-    if (m_stopping) {
-      lock.unlock();
-      responder.fail(make_error(ESHUTDOWN, "the sComponent is shutting down"));
-      return;
-    }
-    boost::asio::post(m_pool, [this, handler, served, request = std::move(request),
-                               responder = std::move(responder)]() mutable {
-      auto result = (this->*handler)(request);
-      served->fetch_add(1, std::memory_order_relaxed);
-      if (result) {
-        responder.reply(std::move(result).value());
-      } else {
-        log.debug("{} failed: {}", wire::opcode_name(request.opcode()), result.error().text());
-        responder.fail(result.error());
-      }
-    });
-  });
+  m_dispatcher.on_async(
+      opcode, [this, handler, served](rpc::Message request, rpc::Responder responder) {
+        std::unique_lock lock(m_mutex);
+        if (m_stopping) {
+          lock.unlock();
+          responder.fail(make_error(ESHUTDOWN, "the sComponent is shutting down"));
+          return;
+        }
+        boost::asio::post(m_pool, [this, handler, served, request = std::move(request),
+                                   responder = std::move(responder)]() mutable {
+          auto result = (this->*handler)(request);
+          served->fetch_add(1, std::memory_order_relaxed);
+          if (result) {
+            responder.reply(std::move(result).value());
+          } else {
+            log.debug("{} failed: {}", wire::opcode_name(request.opcode()), result.error().text());
+            responder.fail(result.error());
+          }
+        });
+      });
 }
 
 void Scomponent::measure_loop() {
@@ -114,15 +114,17 @@ Result<wire::Bytes> Scomponent::vnode_create(const rpc::Message& request) {
   // re-sent create of a vNode whose image has since gone still works.
   FileStore::Populate populate;
   if (!setup.image.view().empty() && !(setup.flags & wire::kVnodeEmptyRoot)) {
-    populate = [this, image = setup.image.str()](const std::filesystem::path& tree) -> Result<void> {
+    populate = [this,
+                image = setup.image.str()](const std::filesystem::path& tree) -> Result<void> {
       auto source = TRY(find_image(m_options.images, image));
       return copy_image(source, tree);
     };
   } else {
     populate = make_basic_root;
   }
-  bool created = TRY(m_store->create_vnode(setup.vnode, setup.name.view(), populate));
-  if (created) m_used.store(m_store->measure_usage());
+  // The usage walk (every usage_interval) counts a new tree's bytes soon;
+  // the reply does not wait for it.
+  TRY(m_store->create_vnode(setup.vnode, setup.name.view(), populate));
   return wire::Bytes{};
 }
 

@@ -38,10 +38,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <string>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "kernel/config.h"

@@ -49,7 +49,9 @@ Result<wire::StorageRequest<T>> decode(const rpc::Message& request) {
   return wire::decode_storage_request<T>(request.payload);
 }
 
-wire::Bytes stat_reply(const wire::StorageStat& st) { return wire::encode(st); }
+wire::Bytes stat_reply(const wire::StorageStat& st) {
+  return wire::encode(st);
+}
 
 Result<void> require_flags(uint32_t flags, uint32_t allowed, std::string_view what) {
   if ((flags & ~allowed) != 0) return make_error(EINVAL, "unknown " + std::string(what) + " flags");
@@ -88,8 +90,8 @@ Result<wire::Bytes> Scomponent::file_read(const rpc::Message& request) {
 Result<wire::Bytes> Scomponent::file_write(const rpc::Message& request) {
   auto decoded = TRY(decode<wire::StorageWriteRequest>(request));
   auto tree = TRY(tree_of(*m_store, request));
-  auto written = TRY(tree.ops().write(decoded.path, decoded.message.offset, decoded.data,
-                                      decoded.message.flags));
+  auto written = TRY(
+      tree.ops().write(decoded.path, decoded.message.offset, decoded.data, decoded.message.flags));
   return wire::encode(wire::StorageWriteReply{written.size, written.written, 0});
 }
 
@@ -166,8 +168,8 @@ Result<wire::Bytes> Scomponent::file_readdir(const rpc::Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   wire::Bytes reply(sizeof(wire::StorageReaddirReply));
   uint32_t count = 0;
-  bool end = TRY(tree.ops().readdir(decoded.path, decoded.message.cookie,
-                                    decoded.message.max_bytes, reply, count));
+  bool end = TRY(tree.ops().readdir(decoded.path, decoded.message.cookie, decoded.message.max_bytes,
+                                    reply, count));
   wire::StorageReaddirReply header{count, end ? wire::kReaddirEnd : 0u};
   std::memcpy(reply.data(), &header, sizeof header);
   return reply;

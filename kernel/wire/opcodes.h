@@ -4,6 +4,8 @@
 //   CTL2MON_ the console (splitctl) to the monitor
 //   MON2P_, MON2M_, MON2S_  the monitor to a p/m/sComponent
 //   P2M_, P2S_  a pComponent to an m/sComponent
+//   P2MON_   a pComponent to the monitor (a run's output and exit)
+//   MON2CTL_ the monitor to the console (a run's output and exit)
 // A reply carries the request's opcode with kFlagReply set in the header.
 // The high byte of an opcode is its direction group.
 #pragma once
@@ -24,8 +26,18 @@ namespace sk::wire {
   X(CTL2MON_VNODE_CREATE, 0x0202) \
   X(CTL2MON_VNODE_LIST, 0x0203)   \
   X(CTL2MON_VNODE_DESTROY, 0x0204) \
+  X(CTL2MON_RUN, 0x0205)          \
+  X(CTL2MON_STDIN, 0x0206)        \
+  X(CTL2MON_SIGNAL, 0x0207)       \
+  X(CTL2MON_PS, 0x0208)           \
+  X(CTL2MON_STATS, 0x0209)        \
   X(MON2P_VNODE_CREATE, 0x0301)   \
   X(MON2P_VNODE_DESTROY, 0x0302)  \
+  X(MON2P_RUN, 0x0303)            \
+  X(MON2P_STDIN, 0x0304)          \
+  X(MON2P_SIGNAL, 0x0305)         \
+  X(MON2P_PS, 0x0306)             \
+  X(MON2P_STATS, 0x0307)          \
   X(MON2M_VNODE_CREATE, 0x0311)   \
   X(MON2M_VNODE_DESTROY, 0x0312)  \
   X(MON2S_VNODE_CREATE, 0x0321)   \
@@ -51,7 +63,11 @@ namespace sk::wire {
   X(P2S_READLINK, 0x050e)         \
   X(P2S_SETATTR, 0x050f)          \
   X(P2S_FSYNC, 0x0510)            \
-  X(P2S_STATFS, 0x0511)
+  X(P2S_STATFS, 0x0511)           \
+  X(P2MON_OUTPUT, 0x0601)         \
+  X(P2MON_EXIT, 0x0602)           \
+  X(MON2CTL_OUTPUT, 0x0701)       \
+  X(MON2CTL_EXIT, 0x0702)
 
 enum class Opcode : uint16_t {
 #define SK_WIRE_OPCODE_ENUM(name, value) name = value,

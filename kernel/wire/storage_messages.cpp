@@ -20,8 +20,7 @@ static Result<void> check_path_length(uint32_t length, const char* what) {
   if (length == 0) return make_error(EINVAL, std::string("empty ") + what);
   if (length > kMaxStoragePath) {
     return make_error(ENAMETOOLONG, std::string(what) + " of " + std::to_string(length) +
-                                        " bytes is longer than " +
-                                        std::to_string(kMaxStoragePath));
+                                        " bytes is longer than " + std::to_string(kMaxStoragePath));
   }
   return {};
 }
@@ -61,7 +60,9 @@ Result<void> check_link_target(std::string_view target) {
   return {};
 }
 
-Result<void> StoragePathRequest::validate() const { return check_path_length(path_length, "path"); }
+Result<void> StoragePathRequest::validate() const {
+  return check_path_length(path_length, "path");
+}
 
 Result<void> StorageReadRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
@@ -142,8 +143,12 @@ Result<void> StorageReaddirRequest::validate() const {
   return {};
 }
 
-StorageTail storage_tail(const StoragePathRequest& request) { return {request.path_length}; }
-StorageTail storage_tail(const StorageReadRequest& request) { return {request.path_length}; }
+StorageTail storage_tail(const StoragePathRequest& request) {
+  return {request.path_length};
+}
+StorageTail storage_tail(const StorageReadRequest& request) {
+  return {request.path_length};
+}
 StorageTail storage_tail(const StorageWriteRequest& request) {
   return {request.path_length, 0, request.length};
 }
@@ -153,8 +158,12 @@ StorageTail storage_tail(const StorageMakeRequest& request) {
 StorageTail storage_tail(const StorageTwoPathRequest& request) {
   return {request.path_length, request.new_path_length, 0, true};
 }
-StorageTail storage_tail(const StorageSetattrRequest& request) { return {request.path_length}; }
-StorageTail storage_tail(const StorageReaddirRequest& request) { return {request.path_length}; }
+StorageTail storage_tail(const StorageSetattrRequest& request) {
+  return {request.path_length};
+}
+StorageTail storage_tail(const StorageReaddirRequest& request) {
+  return {request.path_length};
+}
 
 Result<void> check_storage_tail(const StorageTail& layout, ByteView tail) {
   // Each length is bounded by validate(): the sum cannot wrap in 64 bits.
@@ -192,8 +201,8 @@ Result<std::vector<DirEntry>> decode_dirents(ByteView tail, uint32_t count) {
   // Every entry takes at least one header: a count the tail cannot hold is
   // refused before reserving memory for it.
   if (count > tail.size() / sizeof(StorageDirent)) {
-    return make_error(EBADMSG, std::to_string(count) + " entries in " +
-                                   std::to_string(tail.size()) + " bytes");
+    return make_error(
+        EBADMSG, std::to_string(count) + " entries in " + std::to_string(tail.size()) + " bytes");
   }
   std::vector<DirEntry> entries;
   entries.reserve(count);

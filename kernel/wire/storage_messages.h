@@ -289,8 +289,8 @@ Result<StorageRequest<T>> decode_storage_request(ByteView payload) {
 // Builds a request: the fixed part, then the tail pieces in order. The
 // caller sets the lengths in `message`.
 template <WireMessage T>
-Bytes encode_storage_request(const T& message, std::string_view path,
-                             std::string_view second = {}, ByteView data = {}) {
+Bytes encode_storage_request(const T& message, std::string_view path, std::string_view second = {},
+                             ByteView data = {}) {
   Bytes bytes(sizeof(T) + path.size() + second.size() + data.size());
   std::byte* out = bytes.data();
   std::memcpy(out, &message, sizeof(T));
@@ -315,7 +315,9 @@ struct DirEntry {
 void append_dirent(Bytes& out, uint64_t ino, uint64_t next_cookie, uint8_t type,
                    std::string_view name);
 // The bytes append_dirent() adds for a name of this length.
-inline size_t dirent_size(size_t name_length) { return sizeof(StorageDirent) + name_length; }
+inline size_t dirent_size(size_t name_length) {
+  return sizeof(StorageDirent) + name_length;
+}
 // Decodes the `count` entries of a reply's tail; EBADMSG unless the tail is
 // exactly that many well-formed entries (names 1..NAME_MAX bytes, no '/' or
 // NUL).

@@ -13,8 +13,13 @@ static constexpr Duration kQueryTimeout = std::chrono::seconds(5);
 static constexpr Duration kChangeTimeout = std::chrono::seconds(60);
 static constexpr Duration kConnectTimeout = std::chrono::seconds(3);
 
+// ps and stats wait for every pComponent (up to 5 s on the monitor's side).
+static constexpr Duration kClusterQueryTimeout = std::chrono::seconds(10);
+
 FabricMonitorClient::FabricMonitorClient(Address monitor, std::string fabric)
-    : m_monitor(std::move(monitor)), m_fabric(std::move(fabric)) {}
+    : m_monitor(std::move(monitor)), m_fabric(std::move(fabric)) {
+  register_run_handlers();
+}
 
 FabricMonitorClient::~FabricMonitorClient() {
   if (m_transport) m_transport->stop();
@@ -27,7 +32,7 @@ Result<fabric::Connection*> FabricMonitorClient::connection() {
     m_transport = TRY(fabric::make_transport(m_fabric));
     m_transport->set_node_id(kConsoleNodeId);
   }
-  auto connected = m_transport->connect(m_monitor, {}, kConnectTimeout);
+  auto connected = m_transport->connect(m_monitor, m_dispatcher.handler(), kConnectTimeout);
   if (!connected) {
     int code = connected.error().code();
     return make_error(
@@ -41,19 +46,7 @@ Result<fabric::Message> FabricMonitorClient::call(wire::Opcode opcode, wire::Byt
                                                   Duration timeout) {
   fabric::Connection* connection = TRY(this->connection());
   auto reply = connection->call(opcode, kNoVnode, payload, timeout);
-  if (!reply) {
-    // The transport's own failures: say what they mean for the user.
-    int code = reply.error().code();
-    if (code == ETIMEDOUT) {
-      return make_error(
-          code,
-          "the monitor at " + m_monitor.to_string() + " did not answer in " +
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
-              " s");
-    }
-    return make_error(code, "lost the connection to the monitor at " + m_monitor.to_string() +
-                                ": " + std::strerror(code));
-  }
+  if (!reply) return transport_error(reply.error(), timeout);
   fabric::Message message = std::move(reply).value();
   if (message.status() != 0) {
     int code = message.status() > 0 ? message.status() : EPROTO;
@@ -61,6 +54,19 @@ Result<fabric::Message> FabricMonitorClient::call(wire::Opcode opcode, wire::Byt
     return make_error(code, text.empty() ? std::string(std::strerror(code)) : text);
   }
   return message;
+}
+
+// The transport's own failures: say what they mean for the user.
+Error FabricMonitorClient::transport_error(const Error& error, Duration timeout) const {
+  int code = error.code();
+  if (code == ETIMEDOUT) {
+    return make_error(
+        code, "the monitor at " + m_monitor.to_string() + " did not answer in " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
+                  " s");
+  }
+  return make_error(code, "lost the connection to the monitor at " + m_monitor.to_string() +
+                              ": " + std::strerror(code));
 }
 
 // A reply the monitor should never send; worth a clear word rather than a
@@ -112,6 +118,23 @@ Result<void> FabricMonitorClient::vnode_destroy(std::string_view name) {
   request.name.set(name);
   TRY(call(wire::Opcode::CTL2MON_VNODE_DESTROY, wire::as_bytes(request), kChangeTimeout));
   return {};
+}
+
+Result<ProcessListing> FabricMonitorClient::ps(std::string_view vnode) {
+  wire::PsRequest request{};
+  if (!vnode.empty()) TRY(wire::validate_vnode_name(vnode));
+  request.vnode_name.set(vnode);
+  auto reply = TRY(call(wire::Opcode::CTL2MON_PS, wire::as_bytes(request), kClusterQueryTimeout));
+  auto list = wire::decode_cluster_list<wire::ProcessRecord>(reply.payload);
+  if (!list) return bad_reply(list.error());
+  return ProcessListing{std::move(list->second), list->first.unanswered};
+}
+
+Result<StatsListing> FabricMonitorClient::stats() {
+  auto reply = TRY(call(wire::Opcode::CTL2MON_STATS, {}, kClusterQueryTimeout));
+  auto list = wire::decode_cluster_list<wire::StatRecord>(reply.payload);
+  if (!list) return bad_reply(list.error());
+  return StatsListing{std::move(list->second), list->first.unanswered};
 }
 
 }  // namespace sk::console

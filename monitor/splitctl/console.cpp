@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
 #include <map>
 #include <ostream>
 #include <set>
@@ -37,7 +39,9 @@ std::string join(const std::vector<std::string>& words) {
 }
 
 bool visible(const CommandSpec& spec, Surface surface) {
-  return !spec.console_only || surface == Surface::kConsole;
+  if (spec.console_only) return surface == Surface::kConsole;
+  if (spec.command_line_only) return surface == Surface::kCommandLine;
+  return true;
 }
 
 bool is_option(std::string_view word) {
@@ -61,6 +65,20 @@ void declare_create(CLI::App& app, Arguments& args) {
 
 void declare_topic(CLI::App& app, Arguments& args) {
   app.add_option("COMMAND", args.topic, "the command to explain");
+}
+
+void declare_run(CLI::App& app, Arguments& args) {
+  declare_name(app, args);
+  app.add_option("-e,--env", args.env, "an environment variable of the program")
+      ->type_name("NAME=VALUE")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--cwd", args.cwd, "the program's working directory")->type_name("DIR");
+}
+
+void declare_ps(CLI::App& app, Arguments& args) {
+  app.add_option("VNODE", args.name, "only this vNode's processes");
 }
 
 Result<void> check_name(Arguments& args, Surface) {
@@ -88,6 +106,30 @@ Result<void> check_create(Arguments& args, Surface surface) {
   return {};
 }
 
+Result<void> check_run(Arguments& args, Surface surface) {
+  TRY(check_name(args, surface));
+  if (args.command.empty()) {
+    return usage_error("run: no command to run (usage: run VNODE [--env NAME=VALUE]... "
+                       "[--cwd DIR] [--] CMD [ARGS...])");
+  }
+  if (args.command.front().empty()) return usage_error("run: empty command");
+  for (const auto& entry : args.env) {
+    size_t equals = entry.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      return usage_error("run: --env '" + entry + "' is not NAME=VALUE");
+    }
+  }
+  if (!args.cwd.empty() && args.cwd.front() != '/') {
+    return usage_error("run: --cwd '" + args.cwd + "' is not an absolute path");
+  }
+  return {};
+}
+
+Result<void> check_ps(Arguments& args, Surface surface) {
+  if (args.name.empty()) return {};
+  return check_name(args, surface);
+}
+
 Result<void> check_topic(Arguments& args, Surface surface) {
   TRY(help_text(args.topic, surface));
   return {};
@@ -95,30 +137,31 @@ Result<void> check_topic(Arguments& args, Surface surface) {
 
 // ---- actions ----------------------------------------------------------------
 
-Result<void> run_nodes(const Invocation& invocation, MonitorClient& client, std::ostream& out) {
+Result<int> run_nodes(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                      std::ostream&) {
   auto nodes = TRY(client.nodes());
   out << (invocation.json ? render_json(nodes_json(nodes)) : format_nodes(nodes));
-  return {};
+  return kExitOk;
 }
 
-Result<void> run_vnode_create(const Invocation& invocation, MonitorClient& client,
-                              std::ostream& out) {
+Result<int> run_vnode_create(const Invocation& invocation, MonitorClient& client,
+                             std::ostream& out, std::ostream&) {
   const Arguments& args = invocation.args;
   VnodeOptions options{args.cache, args.memory, args.image, args.empty};
   auto vnode = TRY(client.vnode_create(args.name, options));
   out << (invocation.json ? render_json(vnode_json(vnode)) : format_vnode_created(vnode));
-  return {};
+  return kExitOk;
 }
 
-Result<void> run_vnode_list(const Invocation& invocation, MonitorClient& client,
-                            std::ostream& out) {
+Result<int> run_vnode_list(const Invocation& invocation, MonitorClient& client,
+                           std::ostream& out, std::ostream&) {
   auto vnodes = TRY(client.vnode_list());
   out << (invocation.json ? render_json(vnodes_json(vnodes)) : format_vnodes(vnodes));
-  return {};
+  return kExitOk;
 }
 
-Result<void> run_vnode_destroy(const Invocation& invocation, MonitorClient& client,
-                               std::ostream& out) {
+Result<int> run_vnode_destroy(const Invocation& invocation, MonitorClient& client,
+                              std::ostream& out, std::ostream&) {
   const std::string& name = invocation.args.name;
   TRY(client.vnode_destroy(name));
   if (invocation.json) {
@@ -126,12 +169,50 @@ Result<void> run_vnode_destroy(const Invocation& invocation, MonitorClient& clie
   } else {
     out << "destroyed vnode '" << name << "'\n";
   }
-  return {};
+  return kExitOk;
 }
 
-Result<void> run_help(const Invocation& invocation, MonitorClient&, std::ostream& out) {
+Result<int> run_run(const Invocation& invocation, MonitorClient& client, std::ostream&,
+                    std::ostream& err) {
+  const Arguments& args = invocation.args;
+  RunSpec spec;
+  spec.vnode = args.name;
+  spec.argv = args.command;
+  spec.env = run_environment(args.env, std::getenv("TERM"), std::getenv("LANG"));
+  spec.cwd = args.cwd.empty() ? "/" : args.cwd;
+  auto outcome = TRY(client.run(spec, invocation.stdio));
+  if (!outcome.lost.empty()) err << "splitctl: " << outcome.lost << "\n";
+  return outcome.status;
+}
+
+void warn_unanswered(uint32_t unanswered, std::string_view what, std::ostream& err) {
+  if (unanswered == 0) return;
+  err << "splitctl: warning: " << unanswered << " pComponent" << (unanswered == 1 ? "" : "s")
+      << " did not answer; " << what << " are missing\n";
+}
+
+Result<int> run_ps(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                   std::ostream& err) {
+  auto listing = TRY(client.ps(invocation.args.name));
+  out << (invocation.json ? render_json(processes_json(listing.processes))
+                          : format_processes(listing.processes));
+  warn_unanswered(listing.unanswered, "their processes", err);
+  return kExitOk;
+}
+
+Result<int> run_stats(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                      std::ostream& err) {
+  auto listing = TRY(client.stats());
+  out << (invocation.json ? render_json(stats_json(listing.counters))
+                          : format_stats(listing.counters));
+  warn_unanswered(listing.unanswered, "their counters", err);
+  return kExitOk;
+}
+
+Result<int> run_help(const Invocation& invocation, MonitorClient&, std::ostream& out,
+                     std::ostream&) {
   out << TRY(help_text(invocation.args.topic, invocation.surface));
-  return {};
+  return kExitOk;
 }
 
 }  // namespace
@@ -172,6 +253,43 @@ const std::vector<CommandSpec>& commands() {
        .declare = declare_name,
        .check = check_name,
        .run = run_vnode_destroy},
+      {.path = "run",
+       .usage = "run VNODE [--env NAME=VALUE]... [--cwd DIR] [--] CMD [ARGS...]",
+       .summary = "run a program on a vNode, with this terminal's stdin, stdout and stderr",
+       .details =
+           "The program runs on the alive pComponent with the fewest programs that has the\n"
+           "vNode. Its output streams back as it is written; stdin is forwarded (its end\n"
+           "too); Ctrl-C, SIGTERM and SIGHUP go to the program (Ctrl-C twice within a\n"
+           "second kills it). Everything from CMD on belongs to the program, even words\n"
+           "that look like options; '--' may mark where CMD starts.\n"
+           "--env NAME=VALUE  add to (or replace in) the environment: PATH, HOME=/root,\n"
+           "                  and TERM and LANG as splitctl has them (-e for short)\n"
+           "--cwd DIR         the working directory in the vNode (default: /)\n"
+           "exit status: the program's (128+N when signal N ended it); 1 when it could\n"
+           "not start; 255 when its pComponent or the monitor failed while it ran.\n"
+           "Not available in the interactive console.",
+       .command_line_only = true,
+       .completes = Completes::kVnodeName,
+       .declare = declare_run,
+       .check = check_run,
+       .run = run_run},
+      {.path = "ps",
+       .usage = "ps [VNODE]",
+       .summary = "list the processes of every vNode, or of one",
+       .details = "Every process of the vNode's programs, on every alive pComponent: its pid\n"
+                  "inside the vNode, where it runs, its state (R running, S sleeping, D disk,\n"
+                  "T stopped, Z zombie), how long it has run, its resident memory, its command.",
+       .completes = Completes::kVnodeName,
+       .declare = declare_ps,
+       .check = check_ps,
+       .run = run_ps},
+      {.path = "stats",
+       .usage = "stats",
+       .summary = "show the counters of the monitor and every alive pComponent",
+       .details = "The monitor's runs; per pComponent: its programs, the tracer (stops,\n"
+                  "launches, execs, forks, threads), traced and refused system calls by name, and\n"
+                  "the storage operations it served by name.",
+       .run = run_stats},
       {.path = "help",
        .usage = "help [COMMAND]",
        .summary = "list the commands, or explain one",
@@ -193,6 +311,43 @@ const CommandSpec* find_command(std::string_view path) {
 }
 
 // ---- parsing ----------------------------------------------------------------
+
+// Splits `run`'s program words (CMD and what follows it, or what follows
+// "--") off the line, into `command`; returns the rest. A line that is not
+// a `run` comes back whole.
+static std::vector<std::string> split_run_command(const std::vector<std::string>& words,
+                                                  Surface surface,
+                                                  std::vector<std::string>& command) {
+  size_t i = 0;
+  // splitctl's own options before the command.
+  while (i < words.size() && is_option(words[i])) {
+    if (words[i] == "--monitor" && surface == Surface::kCommandLine) ++i;
+    ++i;
+  }
+  if (i >= words.size() || words[i] != "run") return words;
+  ++i;
+  bool have_vnode = false;
+  for (; i < words.size(); ++i) {
+    const std::string& word = words[i];
+    if (word == "--") {
+      command.assign(words.begin() + static_cast<std::ptrdiff_t>(i) + 1, words.end());
+      return std::vector<std::string>(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    if (word == "--env" || word == "-e" || word == "--cwd" ||
+        (word == "--monitor" && surface == Surface::kCommandLine)) {
+      ++i;  // and its value
+      continue;
+    }
+    if (is_option(word)) continue;
+    if (!have_vnode) {
+      have_vnode = true;
+      continue;
+    }
+    command.assign(words.begin() + static_cast<std::ptrdiff_t>(i), words.end());
+    return std::vector<std::string>(words.begin(), words.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  return words;
+}
 
 Result<Invocation> parse(const std::vector<std::string>& words, Surface surface,
                          bool json_default) {
@@ -248,7 +403,10 @@ Result<Invocation> parse(const std::vector<std::string>& words, Surface surface,
     return std::pair(current, path);
   };
 
-  std::vector<std::string> reversed(words.rbegin(), words.rend());
+  // `run`'s program words never reach CLI11.
+  std::vector<std::string> command;
+  std::vector<std::string> line = split_run_command(words, surface, command);
+  std::vector<std::string> reversed(line.rbegin(), line.rend());
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& error) {
@@ -302,13 +460,42 @@ Result<Invocation> parse(const std::vector<std::string>& words, Surface surface,
   }
   if (leaf == leaves.end()) return invocation;  // no command: the console
   invocation.command = leaf->second;
+  invocation.args.command = std::move(command);
   if (invocation.command->check) TRY(invocation.command->check(invocation.args, surface));
   return invocation;
 }
 
-Result<void> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out) {
-  if (invocation.command == nullptr || invocation.command->run == nullptr) return {};
-  return invocation.command->run(invocation, client, out);
+Result<int> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                    std::ostream& err) {
+  if (invocation.command == nullptr || invocation.command->run == nullptr) return kExitOk;
+  return invocation.command->run(invocation, client, out, err);
+}
+
+Result<int> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out) {
+  return execute(invocation, client, out, std::cerr);
+}
+
+std::vector<std::string> run_environment(const std::vector<std::string>& overrides,
+                                         const char* term, const char* lang) {
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "HOME=/root",
+  };
+  if (term != nullptr && *term != '\0') env.push_back(std::string("TERM=") + term);
+  if (lang != nullptr && *lang != '\0') env.push_back(std::string("LANG=") + lang);
+  for (const auto& entry : overrides) {
+    std::string_view name = std::string_view(entry).substr(0, entry.find('='));
+    auto same = std::find_if(env.begin(), env.end(), [&](const std::string& existing) {
+      return existing.size() > name.size() && existing.compare(0, name.size(), name) == 0 &&
+             existing[name.size()] == '=';
+    });
+    if (same != env.end()) {
+      *same = entry;
+    } else {
+      env.push_back(entry);
+    }
+  }
+  return env;
 }
 
 // ---- help -------------------------------------------------------------------

@@ -12,6 +12,13 @@
 // missing or extra arguments, a bad size or vNode name: exit status 2);
 // execute() fails with operation errors (the monitor refused, or cannot be
 // reached: exit status 1). Every Error's message() is one complete line.
+// When execute() succeeds it returns the exit status: 0, except for `run`,
+// which returns the program's ($?, 128+signal) or 255 when the run was lost
+// (its pComponent or the monitor failed; the reason is on `err`).
+//
+// `run VNODE [options] [--] CMD [ARGS...]` takes the program's words
+// verbatim: everything from CMD on (or after "--") belongs to the program,
+// even words that look like splitctl's options (`run default ls -la`).
 //
 // Adding a command: one entry in kCommands (console.cpp) and its fields in
 // Arguments.
@@ -35,6 +42,8 @@ namespace sk::console {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
+// `run`: the run was lost (its pComponent or the monitor failed).
+inline constexpr int kExitLost = 255;
 
 inline constexpr std::string_view kDefaultMonitor = "127.0.0.1:7070";
 inline constexpr const char* kMonitorEnv = "SPLIT_MONITOR";
@@ -54,7 +63,16 @@ struct Arguments {
   std::string image;               // --image; empty: the default image
   bool empty = false;              // --empty: an empty root
   std::vector<std::string> topic;  // help [COMMAND...]
+  std::vector<std::string> env;      // run --env NAME=VALUE, as typed
+  std::string cwd;                   // run --cwd DIR; empty: "/"
+  std::vector<std::string> command;  // run: the program's words
 };
+
+// The program's environment for `run`: PATH and HOME, TERM and LANG when
+// splitctl has them (null: absent), then the --env entries, a later entry
+// replacing an earlier one of the same name. In the order first set.
+std::vector<std::string> run_environment(const std::vector<std::string>& overrides,
+                                         const char* term, const char* lang);
 
 struct Invocation;
 
@@ -67,14 +85,16 @@ struct CommandSpec {
   std::string_view summary;  // one line in `help`
   std::string_view details;  // more for `help COMMAND`; may be empty
   bool console_only = false;
+  bool command_line_only = false;  // needs the terminal's stdio (run)
   Completes completes = Completes::kNothing;
   // Declares the command's positionals and options on its CLI11 subcommand.
   void (*declare)(CLI::App& app, Arguments& args) = nullptr;
   // Checks and converts the parsed values; a failure is a usage error.
   Result<void> (*check)(Arguments& args, Surface surface) = nullptr;
   // Does the work. Null for commands the caller handles (quit).
-  Result<void> (*run)(const Invocation& invocation, MonitorClient& client,
-                      std::ostream& out) = nullptr;
+  // Returns the exit status (see the top of this file).
+  Result<int> (*run)(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                     std::ostream& err) = nullptr;
 };
 
 const std::vector<CommandSpec>& commands();
@@ -86,6 +106,9 @@ struct Invocation {
   bool json = false;
   std::string monitor;  // --monitor (command line only); empty when absent
   Arguments args;
+  // Where `run` takes stdin from and writes output to, and whether it
+  // forwards signals (splitctl's main sets that after blocking them).
+  RunStdio stdio;
 
   bool leaves_console() const {
     return command != nullptr && (command->path == "quit" || command->path == "exit");
@@ -97,8 +120,12 @@ struct Invocation {
 Result<Invocation> parse(const std::vector<std::string>& words, Surface surface,
                          bool json_default = false);
 
-// Runs a parsed command. A null command does nothing.
-Result<void> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out);
+// Runs a parsed command and returns its exit status; notes for the user
+// (warnings, a lost run) go to `err`. A null command does nothing.
+Result<int> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out,
+                    std::ostream& err);
+// The same with `err` = std::cerr.
+Result<int> execute(const Invocation& invocation, MonitorClient& client, std::ostream& out);
 
 // The help text: every command, or one command (or group, e.g. "vnode").
 // EINVAL (a usage error) for an unknown topic.

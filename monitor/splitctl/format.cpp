@@ -138,6 +138,64 @@ std::string format_vnode_created(const wire::VnodeRecord& vnode) {
          ", cache " + cache + ")\n";
 }
 
+std::string format_runtime(uint64_t ms) {
+  uint64_t seconds = ms / 1000;
+  char buffer[48];
+  if (seconds < 3600) {
+    std::snprintf(buffer, sizeof buffer, "%llu:%02llu", static_cast<unsigned long long>(seconds / 60),
+                  static_cast<unsigned long long>(seconds % 60));
+  } else if (seconds < 86400) {
+    std::snprintf(buffer, sizeof buffer, "%llu:%02llu:%02llu",
+                  static_cast<unsigned long long>(seconds / 3600),
+                  static_cast<unsigned long long>(seconds / 60 % 60),
+                  static_cast<unsigned long long>(seconds % 60));
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%llud%02lluh",
+                  static_cast<unsigned long long>(seconds / 86400),
+                  static_cast<unsigned long long>(seconds / 3600 % 24));
+  }
+  return buffer;
+}
+
+std::string format_processes(const std::vector<wire::ProcessRecord>& processes) {
+  if (processes.empty()) return "no processes\n";
+  using Align = Table::Align;
+  Table table({{"VNODE"},
+               {"PID", Align::kRight},
+               {"PCOMPONENT", Align::kRight},
+               {"STATE"},
+               {"RUNTIME", Align::kRight},
+               {"RSS", Align::kRight},
+               {"COMMAND"}});
+  for (const auto& process : processes) {
+    table.add_row({process.vnode_name.str(), std::to_string(process.pid),
+                   std::to_string(process.pcomponent), std::string(1, static_cast<char>(process.state)),
+                   format_runtime(process.runtime_ms), format_size(process.rss),
+                   process.command.str()});
+  }
+  return table.render();
+}
+
+std::string format_stats(const std::vector<wire::StatRecord>& counters) {
+  std::string out;
+  size_t i = 0;
+  while (i < counters.size()) {
+    uint32_t node = counters[i].node;
+    using Align = Table::Align;
+    Table table({{"GROUP"}, {"NAME"}, {"VALUE", Align::kRight}});
+    for (; i < counters.size() && counters[i].node == node; ++i) {
+      table.add_row({counters[i].group.str(), counters[i].name.str(),
+                     std::to_string(counters[i].value)});
+    }
+    if (!out.empty()) out += "\n";
+    out += node == kMonitorNodeId ? "monitor (node 1)\n"
+                                  : "pComponent " + std::to_string(node) + "\n";
+    out += table.render();
+  }
+  if (out.empty()) out = "no counters\n";
+  return out;
+}
+
 Json node_json(const wire::NodeRecord& node) {
   auto fabric = static_cast<wire::FabricKind>(node.fabric);
   return Json{
@@ -173,6 +231,39 @@ Json nodes_json(const std::vector<wire::NodeRecord>& nodes) {
 Json vnodes_json(const std::vector<wire::VnodeRecord>& vnodes) {
   auto array = Json::array();
   for (const auto& vnode : vnodes) array.push_back(vnode_json(vnode));
+  return array;
+}
+
+Json process_json(const wire::ProcessRecord& process) {
+  return Json{
+      {"vnode", process.vnode_name.str()},
+      {"pid", process.pid},
+      {"host_pid", process.host_pid},
+      {"pcomponent", process.pcomponent},
+      {"run", process.run},
+      {"state", std::string(1, static_cast<char>(process.state))},
+      {"runtime_ms", process.runtime_ms},
+      {"rss", process.rss},
+      {"cache_pages", process.cache_pages},
+      {"remote_pages", process.remote_pages},
+      {"command", process.command.str()},
+  };
+}
+
+Json processes_json(const std::vector<wire::ProcessRecord>& processes) {
+  auto array = Json::array();
+  for (const auto& process : processes) array.push_back(process_json(process));
+  return array;
+}
+
+Json stats_json(const std::vector<wire::StatRecord>& counters) {
+  auto array = Json::array();
+  for (const auto& counter : counters) {
+    if (array.empty() || array.back()["node"] != counter.node) {
+      array.push_back(Json{{"node", counter.node}, {"counters", Json::object()}});
+    }
+    array.back()["counters"][counter.group.str()][counter.name.str()] = counter.value;
+  }
   return array;
 }
 

@@ -7,6 +7,9 @@
 //          heartbeat_age_ms, joined_unix_ms
 //   vnode: name, id, scomponent, image, cache, memory, processes,
 //          created_unix_ms (image is "" for an empty root)
+//   process (ps): vnode, pid, host_pid, pcomponent, run, state, runtime_ms,
+//          rss, cache_pages, remote_pages, command
+//   stats: [{node, counters: {GROUP: {NAME: value}}}], the monitor first
 // Sizes are bytes, times are milliseconds; kind/state/fabric are the words
 // the tables show.
 #pragma once
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "kernel/wire/messages.h"
+#include "kernel/wire/process_messages.h"
 
 namespace sk::console {
 
@@ -50,11 +54,19 @@ std::string format_unix_ms(uint64_t unix_ms);
 std::string format_nodes(const std::vector<wire::NodeRecord>& nodes);
 std::string format_vnodes(const std::vector<wire::VnodeRecord>& vnodes);
 std::string format_vnode_created(const wire::VnodeRecord& vnode);
+// ps's RUNTIME: "0:05", "12:34", "1:02:03", "3d04h".
+std::string format_runtime(uint64_t ms);
+std::string format_processes(const std::vector<wire::ProcessRecord>& processes);
+// A table per node: the monitor's counters, then each pComponent's.
+std::string format_stats(const std::vector<wire::StatRecord>& counters);
 
 Json node_json(const wire::NodeRecord& node);
 Json vnode_json(const wire::VnodeRecord& vnode);
 Json nodes_json(const std::vector<wire::NodeRecord>& nodes);
 Json vnodes_json(const std::vector<wire::VnodeRecord>& vnodes);
+Json process_json(const wire::ProcessRecord& process);
+Json processes_json(const std::vector<wire::ProcessRecord>& processes);
+Json stats_json(const std::vector<wire::StatRecord>& counters);
 // Two-space indented, newline-terminated.
 std::string render_json(const Json& value);
 

@@ -3,10 +3,14 @@
 //   splitctl [--monitor HOST:PORT] [--json] [COMMAND...]
 //
 // With a command it runs it and exits (0 success, 1 the operation failed,
-// 2 usage error; errors are one "splitctl: ..." line on stderr). Without
+// 2 usage error; errors are one "splitctl: ..." line on stderr); `run`
+// exits with the program's status (255 when the run was lost). Without
 // one it opens the interactive console (repl.h). The monitor is --monitor,
 // else $SPLIT_MONITOR, else 127.0.0.1:7070; it is contacted only when a
 // command needs it.
+#include <fcntl.h>
+#include <signal.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -39,13 +43,25 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (invocation->command != nullptr && invocation->command->path == "run") {
+    // Before any thread exists (the client's transport starts on first
+    // use): the run's signals queue for it to forward, in every thread.
+    block_run_signals();
+    invocation->stdio.forward_signals = true;
+    // A closed stdout is the program's business (it gets SIGPIPE), not a
+    // reason for splitctl to die.
+    ::signal(SIGPIPE, SIG_IGN);
+    if (::fcntl(STDIN_FILENO, F_GETFD) < 0) invocation->stdio.in = -1;
+  }
+
   FabricMonitorClient client(address.value());
   if (invocation->command == nullptr) return run_console(client, invocation->json);
-  auto done = execute(invocation.value(), client, std::cout);
+  std::cout.flush();
+  auto done = execute(invocation.value(), client, std::cout, std::cerr);
   std::cout.flush();
   if (!done) {
     std::cerr << "splitctl: " << done.error().message() << "\n";
     return kExitFailed;
   }
-  return kExitOk;
+  return done.value();
 }

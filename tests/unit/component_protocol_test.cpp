@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <random>
 
 #include "fake_connection.h"
@@ -292,8 +294,39 @@ TEST_F(ScomponentProtocol, CapacityDefaultsToFreeSpace) {
 
 // ---- pComponent -------------------------------------------------------------
 
+// Records what the pComponent asks of its storage; mounts nothing.
+class FakeStorage final : public pcomponent::Storage {
+ public:
+  Result<fs::path> root(const pcomponent::VnodeStorage& vnode) override {
+    std::lock_guard lock(m_mutex);
+    if (vnode.name == "unmountable") return make_error(EIO, "no FUSE here");
+    m_roots[vnode.vnode] = vnode;
+    return fs::path("/run/test") / vnode.name;
+  }
+  Result<fs::path> root(VnodeId vnode) override {
+    std::lock_guard lock(m_mutex);
+    if (!m_roots.contains(vnode)) return make_error(ENOENT, "unknown");
+    return fs::path("/run/test") / m_roots[vnode].name;
+  }
+  void drop(VnodeId vnode) override {
+    std::lock_guard lock(m_mutex);
+    m_roots.erase(vnode);
+  }
+  pcomponent::StorageStats stats() override { return {}; }
+
+  std::map<VnodeId, pcomponent::VnodeStorage> roots() {
+    std::lock_guard lock(m_mutex);
+    return m_roots;
+  }
+
+ private:
+  std::mutex m_mutex;
+  std::map<VnodeId, pcomponent::VnodeStorage> m_roots;
+};
+
 TEST(ComponentProtocol, PcomponentRefusesBadRequestsAndKeepsServing) {
-  pcomponent::Pcomponent component(256 << 20);
+  FakeStorage storage;
+  pcomponent::Pcomponent component(256 << 20, storage);
   const auto& dispatcher = component.dispatcher();
 
   expect_bad_vnode_requests_refused(dispatcher, Opcode::MON2P_VNODE_CREATE,
@@ -332,6 +365,51 @@ TEST(ComponentProtocol, PcomponentRefusesBadRequestsAndKeepsServing) {
       dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_DESTROY, 4, teardown_body(4))).status,
       0);
   EXPECT_EQ(component.vnodes().size(), 1u);
+  // No sComponent address: recorded, but nothing mounted.
+  EXPECT_TRUE(storage.roots().empty());
+}
+
+TEST(ComponentProtocol, PcomponentMountsTheRootItIsTold) {
+  FakeStorage storage;
+  pcomponent::Pcomponent component(256 << 20, storage);
+  const auto& dispatcher = component.dispatcher();
+
+  wire::VnodeSetup setup{};
+  setup.vnode = 3;
+  setup.name.set("web");
+  setup.scomponent.set("127.0.0.1:7001");
+  auto made =
+      dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_CREATE, 3, wire::encode(setup)));
+  ASSERT_EQ(made.status, 0) << made.text();
+  auto roots = storage.roots();
+  ASSERT_EQ(roots.size(), 1u);
+  EXPECT_EQ(roots[3].name, "web");
+  EXPECT_EQ(roots[3].scomponent.to_string(), "127.0.0.1:7001");
+  EXPECT_EQ(component.vnodes()[3].scomponent, "127.0.0.1:7001");
+
+  // A bad address, and a mount that fails, fail the create.
+  setup.scomponent.set("no port");
+  EXPECT_REFUSED(
+      dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_CREATE, 3, wire::encode(setup))),
+      EINVAL);
+  setup.vnode = 4;
+  setup.name.set("unmountable");
+  setup.scomponent.set("127.0.0.1:7001");
+  EXPECT_REFUSED(
+      dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_CREATE, 4, wire::encode(setup))), EIO);
+  EXPECT_FALSE(component.vnodes().contains(4));
+
+  // Destroy unmounts.
+  ASSERT_EQ(
+      dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_DESTROY, 3, teardown_body(3))).status,
+      0);
+  EXPECT_TRUE(storage.roots().empty());
+
+  // After stop(), refused rather than dropped.
+  component.stop();
+  EXPECT_REFUSED(
+      dispatch(dispatcher, make_request(Opcode::MON2P_VNODE_CREATE, 5, setup_body(5, "x"))),
+      ESHUTDOWN);
 }
 
 }  // namespace

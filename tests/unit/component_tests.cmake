@@ -11,3 +11,16 @@ target_link_libraries(component_protocol_test PRIVATE sk_mcomponent sk_scomponen
 
 # Membership against a fake monitor over the real tcp transport (loopback).
 sk_unit_test(member_test unit/member_test.cpp)
+
+# The P2S_ storage protocol: decoders, the sComponent's file operations on a
+# tree (confinement, durability, images).
+sk_unit_test(storage_protocol_test unit/storage_protocol_test.cpp)
+target_link_libraries(storage_protocol_test PRIVATE sk_scomponent)
+
+# A vNode root end to end: an sComponent over the tcp fabric and a FUSE
+# mount of the storage manager (needs root and /dev/fuse; skipped without).
+sk_unit_test(storage_mount_test unit/storage_mount_test.cpp)
+target_link_libraries(storage_mount_test PRIVATE sk_scomponent sk_pcomponent sk_launcher)
+target_compile_definitions(storage_mount_test PRIVATE
+  SK_PROBE_PATH="$<TARGET_FILE:sandbox_probe>")
+add_dependencies(storage_mount_test sandbox_probe)

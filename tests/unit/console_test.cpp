@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <algorithm>
 #include <sstream>
 
 #include "monitor/splitctl/client.h"
@@ -85,7 +86,31 @@ class FakeClient : public MonitorClient {
     return {};
   }
 
+  Result<RunOutcome> run(const RunSpec& spec, const RunStdio& stdio) override {
+    std::string call = "run " + spec.vnode + " cwd=" + spec.cwd + " in=" + std::to_string(stdio.in) +
+                       (stdio.forward_signals ? " signals" : "");
+    for (const auto& arg : spec.argv) call += " [" + arg + "]";
+    calls.push_back(call);
+    last_env = spec.env;
+    if (failure) return *failure;
+    return outcome;
+  }
+  Result<ProcessListing> ps(std::string_view vnode) override {
+    calls.push_back("ps " + std::string(vnode));
+    if (failure) return *failure;
+    return processes;
+  }
+  Result<StatsListing> stats() override {
+    calls.push_back("stats");
+    if (failure) return *failure;
+    return counters;
+  }
+
   std::vector<std::string> calls;
+  std::vector<std::string> last_env;
+  RunOutcome outcome;
+  ProcessListing processes;
+  StatsListing counters;
   std::optional<Error> failure;
   std::vector<wire::VnodeRecord> vnodes = {vnode_record(1, "web", 2, 0, 1ull << 30),
                                            vnode_record(2, "db", 2, 64ull << 20, 256ull << 20, "")};
@@ -394,6 +419,183 @@ TEST_F(ConsoleTest, EveryCommandHasHelp) {
   }
 }
 
+
+// ---- run, ps, stats --------------------------------------------------------------
+
+TEST_F(ConsoleTest, RunTakesTheProgramsWordsVerbatim) {
+  auto invocation = parsed({"run", "default", "ls", "-la"});
+  ASSERT_NE(invocation.command, nullptr);
+  EXPECT_EQ(invocation.command->path, "run");
+  EXPECT_EQ(invocation.args.name, "default");
+  EXPECT_EQ(invocation.args.command, (Words{"ls", "-la"}));
+
+  // Words that look like splitctl's own options belong to the program.
+  invocation = parsed({"run", "default", "grep", "--json", "--help", "--monitor", "x", "-e", "y"});
+  EXPECT_EQ(invocation.args.command,
+            (Words{"grep", "--json", "--help", "--monitor", "x", "-e", "y"}));
+  EXPECT_FALSE(invocation.json);
+  EXPECT_EQ(invocation.monitor, "");
+  EXPECT_TRUE(invocation.args.env.empty());
+
+  // "--" marks where the program starts; it is not passed on.
+  invocation = parsed({"run", "default", "--", "--weird-name", "--"});
+  EXPECT_EQ(invocation.args.command, (Words{"--weird-name", "--"}));
+
+  // run's options come before the command, splitctl's before run.
+  invocation = parsed({"--monitor", "h:1", "run", "--env", "A=1", "default", "-e", "B=x=y",
+                       "--env=C=", "--cwd", "/tmp", "--", "bash", "-c", "echo $A"});
+  EXPECT_EQ(invocation.monitor, "h:1");
+  EXPECT_EQ(invocation.args.name, "default");
+  EXPECT_EQ(invocation.args.env, (Words{"A=1", "B=x=y", "C="}));
+  EXPECT_EQ(invocation.args.cwd, "/tmp");
+  EXPECT_EQ(invocation.args.command, (Words{"bash", "-c", "echo $A"}));
+
+  EXPECT_EQ(parsed({"run", "--help"}).command->path, "help");
+}
+
+TEST_F(ConsoleTest, RunUsageErrors) {
+  EXPECT_NE(usage_error({"run"}).find("NAME is required"), std::string::npos);
+  EXPECT_EQ(usage_error({"run", "default"}),
+            "run: no command to run (usage: run VNODE [--env NAME=VALUE]... [--cwd DIR] [--] CMD "
+            "[ARGS...])");
+  EXPECT_EQ(usage_error({"run", "default", "--"}).substr(0, 22), "run: no command to run");
+  EXPECT_EQ(usage_error({"run", "default", "--env", "NOEQUALS", "ls"}),
+            "run: --env 'NOEQUALS' is not NAME=VALUE");
+  EXPECT_EQ(usage_error({"run", "default", "--cwd", "tmp", "ls"}),
+            "run: --cwd 'tmp' is not an absolute path");
+  EXPECT_NE(usage_error({"run", "Bad", "ls"}).find("may only hold"), std::string::npos);
+  EXPECT_NE(usage_error({"run", "default", "--bogus", "ls"}).find("--bogus"), std::string::npos);
+  // The interactive console has no run: the terminal is its own.
+  EXPECT_EQ(usage_error({"run", "default", "ls"}, Surface::kConsole),
+            "unknown command 'run' (try 'help')");
+}
+
+TEST_F(ConsoleTest, RunReturnsTheProgramsStatus) {
+  auto invocation = parsed({"run", "--env", "TERM=dumb", "--env", "X=1", "default", "ls", "-la"});
+  invocation.stdio.forward_signals = true;
+  m_client.outcome.status = 7;
+  std::ostringstream out, err;
+  auto status = execute(invocation, m_client, out, err);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status.value(), 7);
+  EXPECT_EQ(m_client.calls, (Words{"run default cwd=/ in=0 signals [ls] [-la]"}));
+  EXPECT_EQ(m_client.last_env.at(0),
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  EXPECT_EQ(m_client.last_env.at(1), "HOME=/root");
+  EXPECT_NE(std::find(m_client.last_env.begin(), m_client.last_env.end(), "TERM=dumb"),
+            m_client.last_env.end());
+  EXPECT_EQ(m_client.last_env.back(), "X=1");
+  EXPECT_EQ(out.str(), "");
+  EXPECT_EQ(err.str(), "");
+
+  // A lost run: 255 and the reason.
+  m_client.outcome = RunOutcome{255, "pComponent 3 failed while running the program", {}};
+  status = execute(invocation, m_client, out, err);
+  EXPECT_EQ(status.value(), kExitLost);
+  EXPECT_EQ(err.str(), "splitctl: pComponent 3 failed while running the program\n");
+
+  // One that could not start is an operation error (exit 1).
+  m_client.failure = make_error(ENOENT, "no vnode named 'default'");
+  status = execute(invocation, m_client, out, err);
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error().message(), "no vnode named 'default'");
+}
+
+TEST(RunEnvironmentTest, DefaultsTerminalAndOverrides) {
+  EXPECT_EQ(run_environment({}, nullptr, nullptr),
+            (Words{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HOME=/root"}));
+  EXPECT_EQ(run_environment({"HOME=/tmp", "A=1", "A=2", "PATHX=y"}, "xterm", "C.UTF-8"),
+            (Words{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HOME=/tmp", "TERM=xterm", "LANG=C.UTF-8", "A=2", "PATHX=y"}));
+  EXPECT_EQ(run_environment({}, "", nullptr).size(), 2u);  // an empty TERM is no TERM
+}
+
+wire::ProcessRecord process_record(std::string_view vnode, int32_t pid, uint32_t pcomponent,
+                                   char state, uint64_t runtime_ms, uint64_t rss,
+                                   std::string_view command) {
+  wire::ProcessRecord record{};
+  record.vnode_name.set(vnode);
+  record.pid = pid;
+  record.host_pid = pid + 1000;
+  record.pcomponent = pcomponent;
+  record.state = static_cast<uint8_t>(state);
+  record.runtime_ms = runtime_ms;
+  record.rss = rss;
+  record.run = 4;
+  record.command.set(command);
+  return record;
+}
+
+TEST_F(ConsoleTest, PsTableAndJson) {
+  EXPECT_EQ(parsed({"ps"}).args.name, "");
+  EXPECT_EQ(parsed({"ps", "web"}).args.name, "web");
+  EXPECT_NE(usage_error({"ps", "Web!"}).find("may only hold"), std::string::npos);
+  EXPECT_EQ(parsed({"ps"}, Surface::kConsole).command->path, "ps");
+
+  EXPECT_EQ(run({"ps"}), "no processes\n");
+  m_client.processes.processes = {
+      process_record("web", 2, 3, 'S', 5'000, 3ull << 20, "bash -c sleep 100"),
+      process_record("web", 14, 3, 'R', 3'723'000, 512ull << 10, "sleep 100")};
+  EXPECT_EQ(run({"ps", "web"}),
+            "VNODE  PID  PCOMPONENT  STATE  RUNTIME        RSS  COMMAND\n"
+            "web      2           3  S         0:05    3.0 MiB  bash -c sleep 100\n"
+            "web     14           3  R      1:02:03  512.0 KiB  sleep 100\n");
+  EXPECT_EQ(m_client.calls.back(), "ps web");
+  auto json = Json::parse(run({"ps", "--json"}));
+  ASSERT_EQ(json.size(), 2u);
+  EXPECT_EQ(json[1]["vnode"], "web");
+  EXPECT_EQ(json[1]["pid"], 14);
+  EXPECT_EQ(json[1]["host_pid"], 1014);
+  EXPECT_EQ(json[1]["pcomponent"], 3);
+  EXPECT_EQ(json[1]["run"], 4);
+  EXPECT_EQ(json[1]["state"], "R");
+  EXPECT_EQ(json[1]["runtime_ms"], 3'723'000);
+  EXPECT_EQ(json[1]["rss"], 512 << 10);
+  EXPECT_EQ(json[1]["cache_pages"], 0);
+  EXPECT_EQ(json[1]["remote_pages"], 0);
+  EXPECT_EQ(json[1]["command"], "sleep 100");
+
+  m_client.processes.unanswered = 2;
+  std::ostringstream out, err;
+  ASSERT_TRUE(execute(parsed({"ps"}), m_client, out, err).ok());
+  EXPECT_EQ(err.str(),
+            "splitctl: warning: 2 pComponents did not answer; their processes are missing\n");
+}
+
+TEST_F(ConsoleTest, StatsTablePerNodeAndJson) {
+  auto stat = [](uint32_t node, std::string_view group, std::string_view name, uint64_t value) {
+    auto record = wire::make_stat(group, name, value);
+    record.node = node;
+    return record;
+  };
+  m_client.counters.counters = {stat(1, "runs", "running", 1), stat(3, "tracer", "stops", 120),
+                                stat(3, "syscalls", "mmap", 14)};
+  EXPECT_EQ(run({"stats"}),
+            "monitor (node 1)\n"
+            "GROUP  NAME     VALUE\n"
+            "runs   running      1\n"
+            "\n"
+            "pComponent 3\n"
+            "GROUP     NAME   VALUE\n"
+            "tracer    stops    120\n"
+            "syscalls  mmap      14\n");
+  auto json = Json::parse(run({"stats", "--json"}));
+  ASSERT_EQ(json.size(), 2u);
+  EXPECT_EQ(json[0]["node"], 1);
+  EXPECT_EQ(json[1]["node"], 3);
+  EXPECT_EQ(json[1]["counters"]["tracer"]["stops"], 120);
+  EXPECT_EQ(json[1]["counters"]["syscalls"]["mmap"], 14);
+}
+
+TEST(FormatTest, Runtime) {
+  EXPECT_EQ(format_runtime(0), "0:00");
+  EXPECT_EQ(format_runtime(65'999), "1:05");
+  EXPECT_EQ(format_runtime(3'599'000), "59:59");
+  EXPECT_EQ(format_runtime(3'600'000), "1:00:00");
+  EXPECT_EQ(format_runtime(2 * 86'400'000ull + 5 * 3'600'000ull), "2d05h");
+}
+
 // ---- formatting -----------------------------------------------------------------
 
 TEST(FormatTest, HeartbeatAge) {
@@ -437,9 +639,11 @@ std::vector<std::string> names() {
 
 TEST(CompletionTest, CommandWords) {
   EXPECT_EQ(complete({}, "", Surface::kConsole, names),
-            (Words{"exit", "help", "nodes", "quit", "vnode"}));
+            (Words{"exit", "help", "nodes", "ps", "quit", "stats", "vnode"}));
   EXPECT_EQ(complete({}, "n", Surface::kConsole, names), Words{"nodes"});
-  EXPECT_EQ(complete({}, "", Surface::kCommandLine, names), (Words{"help", "nodes", "vnode"}));
+  EXPECT_EQ(complete({}, "", Surface::kCommandLine, names),
+            (Words{"help", "nodes", "ps", "run", "stats", "vnode"}));
+  EXPECT_EQ(complete({"ps"}, "w", Surface::kConsole, names), Words{"web"});
   EXPECT_EQ(complete({"vnode"}, "", Surface::kConsole, names),
             (Words{"create", "destroy", "list"}));
   EXPECT_EQ(complete({"--json", "vnode"}, "d", Surface::kConsole, names), Words{"destroy"});

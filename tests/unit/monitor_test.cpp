@@ -6,7 +6,10 @@
 
 #include <mutex>
 
+#include <signal.h>
+
 #include "kernel/wire/codec.h"
+#include "kernel/wire/process_messages.h"
 #include "monitor/membership.h"
 #include "monitor/monitor_server.h"
 #include "monitor/vnode_table.h"
@@ -272,25 +275,53 @@ class FakeConnection : public fabric::Connection {
     return std::pair<int, std::string>(0, "");
   };
 
+  // When set, requests are kept unanswered until answer_held() (a peer
+  // that takes its time, e.g. a console writing to a slow terminal).
+  std::atomic<bool> hold{false};
+
   void call_async(Opcode opcode, VnodeId vnode, rpc::Bytes payload, Duration,
                   fabric::ReplyCallback done) override {
     Sent sent{opcode, vnode, std::move(payload)};
     {
       std::lock_guard lock(m_mutex);
       m_sent.push_back(sent);
+      if (hold && m_open) {
+        m_held.push_back(std::move(done));
+        return;
+      }
     }
     if (!m_open) {
       done(make_error(ECONNRESET, "closed"));
       return;
     }
     auto [status, text] = answer(sent);
+    done(make_reply(opcode, status, text));
+  }
+
+  size_t held() {
+    std::lock_guard lock(m_mutex);
+    return m_held.size();
+  }
+  // Answers the oldest held request.
+  void answer_held(int status = 0, std::string text = "") {
+    fabric::ReplyCallback done;
+    {
+      std::lock_guard lock(m_mutex);
+      ASSERT_FALSE(m_held.empty());
+      done = std::move(m_held.front());
+      m_held.erase(m_held.begin());
+    }
+    done(make_reply(Opcode::FABRIC_PING, status, text));
+  }
+
+  static fabric::Message make_reply(Opcode opcode, int status, const std::string& text) {
     fabric::Message reply;
     reply.header.opcode = static_cast<uint16_t>(opcode);
     reply.header.flags = wire::kFlagReply;
     reply.header.status = status;
     auto bytes = wire::as_bytes(std::string_view(text));
     reply.payload.assign(bytes.begin(), bytes.end());
-    done(std::move(reply));
+    return reply;
   }
   void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
                   fabric::DoneCallback done) override {
@@ -306,12 +337,15 @@ class FakeConnection : public fabric::Connection {
   }
   void close() override {
     std::function<void()> handler;
+    std::vector<fabric::ReplyCallback> held;
     {
       std::lock_guard lock(m_mutex);
       if (!m_open) return;
       m_open = false;
       handler = std::move(m_close_handler);
+      held.swap(m_held);
     }
+    for (auto& done : held) done(make_error(ECONNRESET, "closed"));
     if (handler) handler();
   }
   bool is_open() const override { return m_open; }
@@ -342,6 +376,7 @@ class FakeConnection : public fabric::Connection {
   std::function<void()> m_close_handler;
   std::vector<Sent> m_sent;
   std::vector<Reply> m_replies;
+  std::vector<fabric::ReplyCallback> m_held;
 };
 
 std::string text_of(const rpc::Bytes& bytes) {
@@ -763,6 +798,429 @@ TEST_F(MonitorServerTest, UnknownOpcodeIsRefused) {
   auto connection = std::make_shared<FakeConnection>("x");
   auto reply = request(connection, Opcode::P2M_PAGE_READ);
   EXPECT_EQ(reply.status, EOPNOTSUPP);
+}
+
+// ---- runs, ps and stats --------------------------------------------------------
+
+template <typename T>
+std::string bytes_of(const T& value) {
+  return std::string(reinterpret_cast<const char*>(&value), sizeof value);
+}
+
+class MonitorRunTest : public MonitorServerTest {
+ protected:
+  void SetUp() override {
+    m_s = std::make_shared<FakeConnection>("s");
+    join(m_s, NodeKind::kScomponent);
+  }
+
+  // A pComponent that starts every program as vNode pid 7, host pid 7007.
+  std::shared_ptr<FakeConnection> pcomponent(const std::string& name, NodeId& id) {
+    auto p = std::make_shared<FakeConnection>(name);
+    p->answer = [](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+      if (sent.opcode == Opcode::MON2P_RUN) {
+        auto command = wire::decode_run(sent.payload);
+        if (!command) return {EBADMSG, "bad run"};
+        wire::RunStarted started{};
+        started.run = command->request.run;
+        started.vnode_pid = 7;
+        started.host_pid = 7007;
+        return {0, bytes_of(started)};
+      }
+      return {0, ""};
+    };
+    id = join(p, NodeKind::kPcomponent);
+    return p;
+  }
+
+  // Dispatches a request without expecting an answer at once.
+  void send(const std::shared_ptr<FakeConnection>& from, Opcode opcode, rpc::Bytes payload) {
+    fabric::Message message;
+    message.header.magic = wire::kMagic;
+    message.header.version = wire::kVersion;
+    message.header.opcode = static_cast<uint16_t>(opcode);
+    message.header.request_id = ++m_next_request;
+    message.header.payload_length = static_cast<uint32_t>(payload.size());
+    message.payload = std::move(payload);
+    wire::Header header = message.header;
+    m_server.dispatcher().dispatch(std::move(message), fabric::Responder(from, header));
+  }
+
+  FakeConnection::Reply run(const std::shared_ptr<FakeConnection>& console,
+                            std::string_view vnode, std::vector<std::string> argv) {
+    wire::RunRequest head{};
+    head.vnode_name.set(vnode);
+    auto payload = wire::encode_run(head, "/", argv, {"PATH=/bin"});
+    EXPECT_TRUE(payload.ok());
+    return request(console, Opcode::CTL2MON_RUN, payload.value());
+  }
+
+  // Starts a run from `console`; returns its id.
+  uint64_t started_run(const std::shared_ptr<FakeConnection>& console) {
+    auto reply = run(console, "web", {"ls", "-la"});
+    EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
+    auto started = wire::decode<wire::RunStarted>(reply.payload);
+    EXPECT_TRUE(started.ok());
+    return started.ok() ? started->run : 0;
+  }
+
+  static rpc::Bytes output(uint64_t run, wire::RunStream stream, std::string_view data) {
+    wire::RunOutput head{};
+    head.run = run;
+    head.length = static_cast<uint32_t>(data.size());
+    head.stream = static_cast<uint8_t>(stream);
+    return wire::encode(head, wire::as_bytes(data));
+  }
+
+  static rpc::Bytes exit_of(uint64_t run, int code) {
+    wire::RunExit exit{};
+    exit.run = run;
+    exit.code = code;
+    return wire::encode(exit);
+  }
+
+  std::vector<FakeConnection::Sent> sent_of(const std::shared_ptr<FakeConnection>& connection,
+                                            Opcode opcode) {
+    std::vector<FakeConnection::Sent> result;
+    for (auto& sent : connection->sent()) {
+      if (sent.opcode == opcode) result.push_back(sent);
+    }
+    return result;
+  }
+
+  std::shared_ptr<FakeConnection> m_s;
+};
+
+TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
+  NodeId p1_id, p2_id, p3_id;
+  auto p1 = pcomponent("p1", p1_id);
+  auto p2 = pcomponent("p2", p2_id);
+  ASSERT_EQ(create("web").status, 0);
+  // p3 cannot set the vNode up: it never gets its programs.
+  auto p3 = std::make_shared<FakeConnection>("p3");
+  p3->answer = [](const FakeConnection::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
+  p3_id = join(p3, NodeKind::kPcomponent);
+
+  auto console = std::make_shared<FakeConnection>("console");
+  std::vector<NodeId> placed;
+  for (int i = 0; i < 4; ++i) {
+    auto reply = run(console, "web", {"ls", "-la"});
+    ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
+    auto started = wire::decode<wire::RunStarted>(reply.payload);
+    ASSERT_TRUE(started.ok());
+    EXPECT_EQ(started->run, static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(started->vnode, 1u);
+    EXPECT_EQ(started->vnode_pid, 7);
+    placed.push_back(started->pcomponent);
+  }
+  EXPECT_EQ(placed, (std::vector<NodeId>{p1_id, p2_id, p1_id, p2_id}));
+  EXPECT_TRUE(sent_of(p3, Opcode::MON2P_RUN).empty());
+
+  // The pComponent gets the command as the console sent it, with the run id.
+  auto sent = sent_of(p1, Opcode::MON2P_RUN);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].vnode, 1u);
+  auto command = wire::decode_run(sent[0].payload);
+  ASSERT_TRUE(command.ok());
+  EXPECT_EQ(command->request.run, 1u);
+  EXPECT_EQ(command->argv, (std::vector<std::string>{"ls", "-la"}));
+  EXPECT_EQ(command->env, (std::vector<std::string>{"PATH=/bin"}));
+  EXPECT_EQ(command->cwd, "/");
+  EXPECT_EQ(command->request.vnode_name.view(), "web");
+
+  // vnode list counts the runs.
+  EXPECT_EQ(vnodes().at(0).processes, 4u);
+  // A run that ends frees its place: p1 ends one, the next goes there.
+  send(p1, Opcode::P2MON_EXIT, exit_of(1, 0));
+  auto reply = run(console, "web", {"true"});
+  EXPECT_EQ(wire::decode<wire::RunStarted>(reply.payload)->pcomponent, p1_id);
+  (void)p3_id;
+}
+
+TEST_F(MonitorRunTest, RefusalsAreClear) {
+  auto console = std::make_shared<FakeConnection>("console");
+  auto reply = run(console, "nope", {"ls"});
+  EXPECT_EQ(reply.status, ENOENT);
+  EXPECT_EQ(text_of(reply.payload), "no vnode named 'nope'");
+
+  ASSERT_EQ(create("web").status, 0);
+  reply = run(console, "web", {"ls"});
+  EXPECT_EQ(reply.status, EHOSTUNREACH);
+  EXPECT_EQ(text_of(reply.payload), "no alive pComponent to run the program on");
+
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  p->answer = [](const FakeConnection::Sent& sent) {
+    if (sent.opcode == Opcode::MON2P_RUN) return std::pair<int, std::string>(EMFILE, "no pipes");
+    return std::pair<int, std::string>(0, "");
+  };
+  // It joined after the vNode was made, and learnt it.
+  reply = run(console, "web", {"ls"});
+  EXPECT_EQ(reply.status, EMFILE);
+  EXPECT_EQ(text_of(reply.payload), "pComponent " + std::to_string(p_id) +
+                                        " could not start the program: no pipes");
+  EXPECT_EQ(vnodes().at(0).processes, 0u);  // not kept
+
+  // Garbage is refused by the decoder.
+  reply = request(console, Opcode::CTL2MON_RUN, rpc::Bytes(10));
+  EXPECT_EQ(reply.status, EBADMSG);
+}
+
+TEST_F(MonitorRunTest, OutputIsForwardedInOrderAndAnsweredOnlyOnceTheConsoleTookIt) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  uint64_t id = started_run(console);
+  console->hold = true;  // a slow terminal
+
+  size_t before = p->replies().size();
+  send(p, Opcode::P2MON_OUTPUT, output(id, wire::RunStream::kStdout, "one\n"));
+  send(p, Opcode::P2MON_OUTPUT, output(id, wire::RunStream::kStderr, "two\n"));
+  send(p, Opcode::P2MON_OUTPUT, output(id, wire::RunStream::kStdout, "three\n"));
+  auto forwarded = sent_of(console, Opcode::MON2CTL_OUTPUT);
+  ASSERT_EQ(forwarded.size(), 3u);
+  EXPECT_EQ(forwarded[0].payload, output(id, wire::RunStream::kStdout, "one\n"));
+  EXPECT_EQ(forwarded[1].payload, output(id, wire::RunStream::kStderr, "two\n"));
+  EXPECT_EQ(forwarded[2].payload, output(id, wire::RunStream::kStdout, "three\n"));
+  // Nothing is acknowledged to the pComponent before the console did.
+  EXPECT_EQ(p->replies().size(), before);
+
+  console->answer_held();
+  ASSERT_EQ(p->replies().size(), before + 1);
+  EXPECT_EQ(p->replies().back().status, 0);
+  console->answer_held(EPIPE, "the console's output: closed");
+  ASSERT_EQ(p->replies().size(), before + 2);
+  EXPECT_EQ(p->replies().back().status, EPIPE);  // the pComponent then sends SIGPIPE
+  console->answer_held();
+  EXPECT_EQ(p->replies().size(), before + 3);
+
+  // Another pComponent cannot speak for this run; nor for an unknown one.
+  NodeId other_id;
+  auto other = pcomponent("other", other_id);
+  EXPECT_EQ(request(other, Opcode::P2MON_OUTPUT, output(id, wire::RunStream::kStdout, "x"))
+                .status,
+            EPERM);
+  EXPECT_EQ(request(p, Opcode::P2MON_OUTPUT, output(99, wire::RunStream::kStdout, "x")).status,
+            ENOENT);
+  // A chunk whose length lies is refused.
+  auto bad = output(id, wire::RunStream::kStdout, "abc");
+  bad.pop_back();
+  EXPECT_EQ(request(p, Opcode::P2MON_OUTPUT, bad).status, EBADMSG);
+}
+
+TEST_F(MonitorRunTest, TheExitReachesTheConsoleAndEndsTheRun) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  uint64_t id = started_run(console);
+
+  EXPECT_EQ(request(p, Opcode::P2MON_EXIT, exit_of(id, 7)).status, 0);
+  auto exits = sent_of(console, Opcode::MON2CTL_EXIT);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].payload, exit_of(id, 7));
+  EXPECT_EQ(vnodes().at(0).processes, 0u);
+
+  // The run is gone: no more stdin, signals or output for it.
+  wire::RunInput input{};
+  input.run = id;
+  input.flags = wire::kInputEof;
+  EXPECT_EQ(request(console, Opcode::CTL2MON_STDIN, wire::encode(input)).status, ENOENT);
+  EXPECT_EQ(request(p, Opcode::P2MON_EXIT, exit_of(id, 7)).status, ENOENT);
+}
+
+TEST_F(MonitorRunTest, StdinAndSignalsComeOnlyFromTheRunsConsole) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  auto stranger = std::make_shared<FakeConnection>("stranger");
+  uint64_t id = started_run(console);
+
+  wire::RunInput input{};
+  input.run = id;
+  input.length = 3;
+  auto payload = wire::encode(input, wire::as_bytes(std::string_view("abc")));
+  EXPECT_EQ(request(stranger, Opcode::CTL2MON_STDIN, payload).status, EPERM);
+  EXPECT_EQ(request(console, Opcode::CTL2MON_STDIN, payload).status, 0);
+  auto stdin_sent = sent_of(p, Opcode::MON2P_STDIN);
+  ASSERT_EQ(stdin_sent.size(), 1u);
+  EXPECT_EQ(stdin_sent[0].payload, payload);
+  EXPECT_EQ(stdin_sent[0].vnode, 1u);
+
+  wire::RunSignal signal{};
+  signal.run = id;
+  signal.signo = SIGINT;
+  EXPECT_EQ(request(stranger, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, EPERM);
+  EXPECT_EQ(request(console, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, 0);
+  auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGINT);
+  signal.signo = 0;
+  EXPECT_EQ(request(console, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, EINVAL);
+}
+
+TEST_F(MonitorRunTest, APcomponentFailureEndsItsRunsWithALostExit) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  uint64_t id = started_run(console);
+
+  p->close();  // the pComponent dies mid-run
+  auto exits = sent_of(console, Opcode::MON2CTL_EXIT);
+  ASSERT_EQ(exits.size(), 1u);
+  auto exit = wire::decode_sized<wire::RunExit>(exits[0].payload, &wire::RunExit::text_length);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->first.run, id);
+  EXPECT_EQ(exit->first.code, 255);
+  EXPECT_EQ(exit->first.flags, wire::kExitLost);
+  EXPECT_EQ(wire::to_text(exit->second),
+            "pComponent " + std::to_string(p_id) + " failed while running the program");
+  EXPECT_EQ(vnodes().at(0).processes, 0u);
+}
+
+TEST_F(MonitorRunTest, ASilentPcomponentsRunsAreLostAndKilled) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  uint64_t id = started_run(console);
+
+  m_server.check_failures(Clock::now() + 3s);
+  auto exits = sent_of(console, Opcode::MON2CTL_EXIT);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(wire::decode_sized<wire::RunExit>(exits[0].payload, &wire::RunExit::text_length)
+                ->first.flags,
+            wire::kExitLost);
+  // It may still be there: its program is killed, since its console gave up.
+  auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->run, id);
+  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGKILL);
+}
+
+TEST_F(MonitorRunTest, AConsoleThatLeavesHangsItsProgramUp) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  uint64_t id = started_run(console);
+
+  console->close();
+  auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(signals[0].vnode, 1u);
+  auto signal = wire::decode<wire::RunSignal>(signals[0].payload);
+  EXPECT_EQ(signal->run, id);
+  EXPECT_EQ(signal->signo, SIGHUP);
+  // Its output has nowhere to go now; the run lasts until its exit.
+  auto reply = request(p, Opcode::P2MON_OUTPUT, output(id, wire::RunStream::kStdout, "late"));
+  EXPECT_EQ(reply.status, ENOENT);
+  EXPECT_EQ(vnodes().at(0).processes, 1u);
+  EXPECT_EQ(request(p, Opcode::P2MON_EXIT, exit_of(id, 129)).status, 0);
+  EXPECT_EQ(vnodes().at(0).processes, 0u);
+}
+
+TEST_F(MonitorRunTest, AConsoleThatLeavesBeforeTheStartHangsUpOnceStarted) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  ASSERT_EQ(create("web").status, 0);
+  auto console = std::make_shared<FakeConnection>("console");
+  p->hold = true;  // the program takes a while to start
+  wire::RunRequest head{};
+  head.vnode_name.set("web");
+  send(console, Opcode::CTL2MON_RUN, wire::encode_run(head, "/", {"sleep", "9"}, {}).value());
+  console->close();
+  EXPECT_TRUE(sent_of(p, Opcode::MON2P_SIGNAL).empty());
+  wire::RunStarted started{};
+  started.run = 1;
+  p->answer_held(0, bytes_of(started));
+  auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGHUP);
+}
+
+TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
+  NodeId p1_id, p2_id, p3_id;
+  auto p1 = pcomponent("p1", p1_id);
+  auto p2 = pcomponent("p2", p2_id);
+  auto p3 = pcomponent("p3", p3_id);
+  ASSERT_EQ(create("web").status, 0);
+  ASSERT_EQ(create("db").status, 0);
+  auto process = [](VnodeId vnode, int32_t pid, std::string_view command) {
+    wire::ProcessRecord record{};
+    record.vnode = vnode;
+    record.pid = pid;
+    record.state = 'S';
+    record.command.set(command);
+    return record;
+  };
+  auto answer_with = [](std::vector<wire::ProcessRecord> records) {
+    return [records](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+      if (sent.opcode != Opcode::MON2P_PS) return {0, ""};
+      auto bytes = wire::encode_cluster_list(records);
+      return {0, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
+    };
+  };
+  p1->answer = answer_with({process(1, 2, "bash"), process(2, 5, "postgres")});
+  p2->answer = answer_with({process(1, 1, "init")});
+  p3->answer = [](const FakeConnection::Sent&) {
+    return std::pair<int, std::string>(EIO, "wedged");
+  };
+
+  wire::PsRequest all{};
+  auto console = std::make_shared<FakeConnection>("console");
+  auto reply = request(console, Opcode::CTL2MON_PS, wire::encode(all));
+  ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
+  auto list = wire::decode_cluster_list<wire::ProcessRecord>(reply.payload);
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->first.unanswered, 1u);
+  auto& records = list->second;
+  ASSERT_EQ(records.size(), 3u);
+  // By vNode name, then pComponent, then pid; names and places filled in.
+  EXPECT_EQ(records[0].vnode_name.view(), "db");
+  EXPECT_EQ(records[0].pcomponent, p1_id);
+  EXPECT_EQ(records[1].vnode_name.view(), "web");
+  EXPECT_EQ(records[1].pcomponent, p1_id);
+  EXPECT_EQ(records[1].command.view(), "bash");
+  EXPECT_EQ(records[2].pcomponent, p2_id);
+
+  // One vNode: its id goes to the pComponents; an unknown name is refused.
+  wire::PsRequest one{};
+  one.vnode_name.set("db");
+  request(console, Opcode::CTL2MON_PS, wire::encode(one));
+  auto asked = sent_of(p1, Opcode::MON2P_PS);
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(wire::decode<wire::PsQuery>(asked[1].payload)->vnode, 2u);
+  one.vnode_name.set("nope");
+  reply = request(console, Opcode::CTL2MON_PS, wire::encode(one));
+  EXPECT_EQ(reply.status, ENOENT);
+  EXPECT_EQ(text_of(reply.payload), "no vnode named 'nope'");
+}
+
+TEST_F(MonitorRunTest, StatsHoldTheMonitorsCountersThenEachPcomponents) {
+  NodeId p_id;
+  auto p = pcomponent("p", p_id);
+  p->answer = [](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+    if (sent.opcode != Opcode::MON2P_STATS) return {0, ""};
+    auto bytes = wire::encode_cluster_list(std::vector<wire::StatRecord>{
+        wire::make_stat("tracer", "stops", 12), wire::make_stat("syscalls", "mmap", 3)});
+    return {0, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
+  };
+  auto console = std::make_shared<FakeConnection>("console");
+  auto reply = request(console, Opcode::CTL2MON_STATS);
+  ASSERT_EQ(reply.status, 0);
+  auto list = wire::decode_cluster_list<wire::StatRecord>(reply.payload);
+  ASSERT_TRUE(list.ok());
+  auto& records = list->second;
+  ASSERT_GE(records.size(), 3u);
+  EXPECT_EQ(records.front().node, kMonitorNodeId);
+  EXPECT_EQ(records.front().group.view(), "runs");
+  EXPECT_EQ(records[records.size() - 2].node, p_id);
+  EXPECT_EQ(records[records.size() - 2].name.view(), "stops");
+  EXPECT_EQ(records.back().value, 3u);
 }
 
 TEST(MonitorServerStopTest, QueuedRequestsFailWithShutdownAfterStop) {

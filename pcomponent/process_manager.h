@@ -1,0 +1,121 @@
+// The pComponent's process manager: runs programs for the monitor
+// (`splitctl run`), lists the vNodes' processes (`ps`) and reports the
+// pComponent's counters (`stats`). The protocol is in
+// kernel/wire/process_messages.h; the requests it serves:
+//
+//   MON2P_RUN     RunRequest{run} + strings, header vnode -> RunStarted.
+//                 The program starts in the vNode (Launcher::launch) with
+//                 the vNode's root (Storage::root: ENOENT when this
+//                 pComponent was never told about the vNode), the vNode's
+//                 name as hostname, and three fresh pipes as stdio. Its
+//                 output and exit then go to the monitor as P2MON_OUTPUT
+//                 and P2MON_EXIT on the connection the request came on (the
+//                 membership connection), through the RunPump.
+//   MON2P_STDIN   RunInput + data -> empty once written into its stdin.
+//   MON2P_SIGNAL  RunSignal -> empty; the signal goes to the program's
+//                 process group (it is a session leader), as a terminal's
+//                 would. ENOENT for an unknown run.
+//   MON2P_PS      PsQuery -> ClusterListReply + ProcessRecord[]: every
+//                 traced process (Launcher::processes()) of the vNode (or
+//                 of all), from /proc: state, runtime, RSS, command line.
+//   MON2P_STATS   empty -> ClusterListReply + StatRecord[]: groups
+//                 "process", "tracer", "syscalls", "refused", "storage".
+//
+// Wiring in the pComponent (a few lines):
+//   ProcessManager processes(*launcher, storage);
+//   processes.register_handlers(dispatcher);         // before serving
+//   usage.load = processes.running();                // heartbeats
+//   processes.drop_vnode(id);                        // before storage.drop(id)
+//   processes.stop();                                // before storage.stop()
+//
+// Threads: RUN, PS and STATS block (launching waits for the tracer and may
+// start a vNode init; /proc reads), so they run on the manager's own
+// workers, never on the transport's thread; SIGNAL and STDIN are served at
+// once. Output and input move on the RunPump's thread. Lock order: m_mutex
+// only (never held while calling the launcher, the storage or the pump).
+#pragma once
+
+#include <boost/asio/thread_pool.hpp>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kernel/rpc/rpc.h"
+#include "kernel/wire/process_messages.h"
+#include "pcomponent/launcher.h"
+#include "pcomponent/run_pump.h"
+#include "pcomponent/storage.h"
+
+namespace sk::pcomponent {
+
+class ProcessManager {
+ public:
+  struct Options {
+    RunPump::Options pump;
+    // Worker threads for launches, ps and stats.
+    unsigned workers = 2;
+  };
+
+  // `launcher` and `storage` must outlive the manager.
+  ProcessManager(Launcher& launcher, Storage& storage, Options options);
+  ProcessManager(Launcher& launcher, Storage& storage)
+      : ProcessManager(launcher, storage, Options{}) {}
+  ~ProcessManager();
+  ProcessManager(const ProcessManager&) = delete;
+  ProcessManager& operator=(const ProcessManager&) = delete;
+
+  // Serves MON2P_RUN, _STDIN, _SIGNAL, _PS and _STATS on `dispatcher`.
+  void register_handlers(rpc::Dispatcher& dispatcher);
+
+  // Programs started and not yet reported ended: the load in heartbeats.
+  size_t running() const;
+
+  // Kills the vNode's programs (every process of the vNode, through the
+  // launcher); their exits are reported as usual. Call before the vNode's
+  // root goes away.
+  void drop_vnode(VnodeId vnode);
+
+  // Refuses new requests, kills every program, stops the pump (their exits
+  // are not reported: the pComponent is leaving). Idempotent.
+  void stop();
+
+  // What the handlers serve (also for tests).
+  // Starts a run whose output and exit go to `monitor`. Blocks while the
+  // program launches; `reply` runs once: with the error, or with the run's
+  // pids on the pump's thread before any of its output is sent.
+  void start(const wire::RunCommand& command, VnodeId vnode,
+             std::shared_ptr<fabric::Connection> monitor,
+             std::function<void(Result<wire::RunStarted>)> reply);
+  Result<void> signal(uint64_t run, int signo);
+  std::vector<wire::ProcessRecord> processes(VnodeId vnode);
+  std::vector<wire::StatRecord> counters();
+
+ private:
+  struct RunInfo {
+    VnodeId vnode = kNoVnode;
+    pid_t pid = -1;
+  };
+
+  // Posts work to the workers; false when stopping.
+  bool post(std::function<void()> work);
+  void finished(uint64_t run);
+
+  Launcher& m_launcher;
+  Storage& m_storage;
+  RunPump m_pump;
+
+  mutable std::mutex m_mutex;  // guards everything below
+  bool m_stopping = false;
+  std::map<uint64_t, RunInfo> m_runs;
+  uint64_t m_started = 0;
+  uint64_t m_failed = 0;
+  uint64_t m_ended = 0;
+  uint64_t m_signals = 0;
+
+  boost::asio::thread_pool m_workers;
+};
+
+}  // namespace sk::pcomponent

@@ -1,0 +1,348 @@
+// The run pump (see run_pump.h). Everything below `loop()` runs on the
+// pump thread; the public entry points only queue commands.
+#include "pcomponent/run_pump.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+
+#include "kernel/log.h"
+#include "kernel/rpc/rpc.h"
+#include "kernel/wire/codec.h"
+
+namespace sk::pcomponent {
+
+static const Logger log("runs");
+
+static constexpr int kMaxEvents = 64;
+
+RunPump::Run::~Run() {
+  for (int fd : {out, err, in}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+RunPump::RunPump(Options options, std::function<void(const Run&, int)> hang_up,
+                 std::function<void(uint64_t)> finished)
+    : m_options(options), m_hang_up(std::move(hang_up)), m_finished(std::move(finished)) {}
+
+RunPump::~RunPump() { stop(); }
+
+Result<void> RunPump::start() {
+  m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  if (m_epoll < 0) return Error::from_errno("epoll_create1");
+  m_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (m_wake < 0) return Error::from_errno("eventfd");
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.fd = m_wake;
+  if (::epoll_ctl(m_epoll, EPOLL_CTL_ADD, m_wake, &event) != 0) {
+    return Error::from_errno("epoll_ctl");
+  }
+  m_thread = std::thread([this] { loop(); });
+  return {};
+}
+
+void RunPump::stop() {
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) return;
+    m_stopping = true;
+  }
+  if (m_wake >= 0) {
+    uint64_t one = 1;
+    (void)!::write(m_wake, &one, sizeof one);
+  }
+  if (m_thread.joinable()) m_thread.join();
+  // The thread is gone: what it left is ours to clean up.
+  for (auto& [id, run] : m_runs) {
+    for (int* fd : {&run->out, &run->err, &run->in}) {
+      if (*fd >= 0) ::close(*fd);
+      *fd = -1;
+    }
+    run->input.clear();  // their Responders answer EIO
+  }
+  m_runs.clear();
+  m_watched.clear();
+  m_commands.clear();
+  if (m_epoll >= 0) ::close(m_epoll);
+  if (m_wake >= 0) ::close(m_wake);
+  m_epoll = m_wake = -1;
+}
+
+void RunPump::post(Command command) {
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) return;  // dropped: what it holds is released here
+    m_commands.push_back(std::move(command));
+  }
+  uint64_t one = 1;
+  (void)!::write(m_wake, &one, sizeof one);
+}
+
+void RunPump::add(std::shared_ptr<Run> run, std::function<void()> started) {
+  post([this, run, started = std::move(started)] {
+    if (started) started();
+    run->added = true;
+    m_runs[run->id] = run;
+    update_watches(run);
+    maybe_finish(run);
+  });
+}
+
+void RunPump::exited(std::shared_ptr<Run> run, ExitStatus status) {
+  post([this, run, status] {
+    run->exit = status;
+    if (!run->added) return;  // add() finishes it
+    // Its stdin has nobody to read it any more.
+    if (run->in >= 0) {
+      close_fd(*run, Watch::kIn);
+      fail_input(*run, make_error(EPIPE, "the program has ended"));
+    }
+    maybe_finish(run);
+  });
+}
+
+void RunPump::input(uint64_t id, wire::Bytes payload, size_t offset, bool eof,
+                    fabric::Responder responder) {
+  auto shared = std::make_shared<fabric::Responder>(std::move(responder));
+  auto data = std::make_shared<wire::Bytes>(std::move(payload));
+  post([this, id, data, offset, eof, shared] {
+    auto it = m_runs.find(id);
+    if (it == m_runs.end()) {
+      shared->fail(make_error(ENOENT, "no run " + std::to_string(id) + " here"));
+      return;
+    }
+    Run& run = *it->second;
+    if (run.in < 0) {
+      shared->fail(make_error(EPIPE, "the program no longer reads its stdin"));
+      return;
+    }
+    m_counters.input_bytes += data->size() - offset;
+    run.input.push_back(Run::Input{std::move(*data), offset, eof, shared});
+    write_input(run);
+    update_watches(it->second);
+  });
+}
+
+void RunPump::loop() {
+  // A write into the stdin of a program that closed it must fail with EPIPE
+  // here rather than kill the pComponent.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+
+  std::array<epoll_event, kMaxEvents> events;
+  for (;;) {
+    int ready = ::epoll_wait(m_epoll, events.data(), kMaxEvents, -1);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      log.error("epoll_wait: {}", std::strerror(errno));
+      return;
+    }
+    bool commands = false;
+    for (int i = 0; i < ready; ++i) {
+      if (events[i].data.fd == m_wake) {
+        commands = true;
+        continue;
+      }
+      on_ready(events[i].data.fd, events[i].events);
+    }
+    if (!commands) continue;
+    uint64_t count;
+    (void)!::read(m_wake, &count, sizeof count);
+    std::deque<Command> batch;
+    {
+      std::lock_guard lock(m_mutex);
+      if (m_stopping) return;
+      batch.swap(m_commands);
+    }
+    for (auto& command : batch) command();
+    // A pending SIGPIPE of a failed stdin write is consumed here.
+    timespec zero{};
+    while (::sigtimedwait(&pipe, nullptr, &zero) > 0) {
+    }
+  }
+}
+
+void RunPump::on_ready(int fd, uint32_t events) {
+  auto it = m_watched.find(fd);
+  if (it == m_watched.end()) return;
+  auto [run, which] = it->second;  // copies: the entry may go below
+  if (which == Watch::kIn) {
+    if ((events & (EPOLLERR | EPOLLHUP)) != 0 && (events & EPOLLOUT) == 0) {
+      close_fd(*run, Watch::kIn);
+      fail_input(*run, make_error(EPIPE, "the program no longer reads its stdin"));
+    } else {
+      write_input(*run);
+    }
+  } else {
+    read_output(*run, which);
+  }
+  update_watches(run);
+  maybe_finish(run);
+}
+
+void RunPump::read_output(Run& run, Watch which) {
+  int fd = which == Watch::kOut ? run.out : run.err;
+  if (fd < 0) return;
+  std::array<std::byte, wire::kMaxRunChunk> buffer;
+  ssize_t n = ::read(fd, buffer.data(), buffer.size());
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) {
+    close_fd(run, which);  // end of file (or a broken pipe: the same to us)
+    return;
+  }
+  if (run.detached) {
+    m_counters.dropped_bytes += static_cast<uint64_t>(n);
+    return;
+  }
+  wire::RunOutput head{};
+  head.run = run.id;
+  head.length = static_cast<uint32_t>(n);
+  head.stream = static_cast<uint8_t>(which == Watch::kOut ? wire::RunStream::kStdout
+                                                          : wire::RunStream::kStderr);
+  ++run.in_flight;
+  ++m_counters.output_chunks;
+  m_counters.output_bytes += static_cast<uint64_t>(n);
+  std::shared_ptr<Run> shared = m_runs.at(run.id);
+  run.monitor->call_async(
+      wire::Opcode::P2MON_OUTPUT, run.vnode,
+      wire::encode(head, wire::ByteView(buffer.data(), static_cast<size_t>(n))),
+      m_options.output_timeout, [this, shared](Result<fabric::Message> reply) {
+        auto checked = rpc::check_reply(std::move(reply));
+        Result<void> answer = checked ? Result<void>() : Result<void>(std::move(checked).error());
+        post([this, shared, answer = std::move(answer)]() mutable {
+          output_answered(shared, std::move(answer));
+        });
+      });
+}
+
+void RunPump::output_answered(const std::shared_ptr<Run>& run, Result<void> answer) {
+  if (run->in_flight > 0) --run->in_flight;
+  if (!answer && !run->detached) {
+    log.info("run {}: output not taken ({}); dropping its output from now on", run->id,
+             answer.error().text());
+    detach(*run, answer.error().code());
+  }
+  update_watches(run);
+  maybe_finish(run);
+}
+
+void RunPump::detach(Run& run, int code) {
+  run.detached = true;
+  ++m_counters.detached;
+  if (run.exit) return;  // nobody left to hang up
+  if (m_hang_up) m_hang_up(run, code == EPIPE ? SIGPIPE : SIGHUP);
+}
+
+void RunPump::write_input(Run& run) {
+  while (!run.input.empty() && run.in >= 0) {
+    Run::Input& front = run.input.front();
+    while (front.offset < front.payload.size()) {
+      ssize_t n = ::write(run.in, front.payload.data() + front.offset,
+                          front.payload.size() - front.offset);
+      if (n > 0) {
+        front.offset += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;  // EPOLLOUT resumes
+      int error = n < 0 ? errno : EIO;
+      close_fd(run, Watch::kIn);
+      fail_input(run, make_error(error == EPIPE ? EPIPE : error,
+                                 error == EPIPE ? "the program no longer reads its stdin"
+                                                : "write to the program's stdin"));
+      return;
+    }
+    bool eof = front.eof;
+    front.responder->reply();
+    run.input.pop_front();
+    if (eof) {
+      close_fd(run, Watch::kIn);
+      fail_input(run, make_error(EPIPE, "the program's stdin is closed"));
+    }
+  }
+}
+
+void RunPump::fail_input(Run& run, const Error& error) {
+  for (auto& pending : run.input) pending.responder->fail(error);
+  run.input.clear();
+}
+
+void RunPump::close_fd(Run& run, Watch which) {
+  int& fd = which == Watch::kOut ? run.out : which == Watch::kErr ? run.err : run.in;
+  if (fd < 0) return;
+  if (m_watched.erase(fd) != 0) ::epoll_ctl(m_epoll, EPOLL_CTL_DEL, fd, nullptr);
+  bool& watched = which == Watch::kOut   ? run.out_watched
+                  : which == Watch::kErr ? run.err_watched
+                                         : run.in_watched;
+  watched = false;
+  ::close(fd);
+  fd = -1;
+}
+
+// Watches the outputs while the window has room, and the stdin while data
+// waits for room in the pipe. Unwatched fds are out of the epoll set
+// entirely, so that a hang-up on them cannot spin the loop.
+void RunPump::update_watches(const std::shared_ptr<Run>& run) {
+  if (!run->added) return;
+  bool room = run->detached || run->in_flight < m_options.window;
+  watch(run, Watch::kOut, room && run->out >= 0);
+  watch(run, Watch::kErr, room && run->err >= 0);
+  watch(run, Watch::kIn, run->in >= 0 && !run->input.empty());
+}
+
+void RunPump::watch(const std::shared_ptr<Run>& run, Watch which, bool on) {
+  int fd = which == Watch::kOut ? run->out : which == Watch::kErr ? run->err : run->in;
+  bool& watched = which == Watch::kOut   ? run->out_watched
+                  : which == Watch::kErr ? run->err_watched
+                                         : run->in_watched;
+  if (fd < 0 || watched == on) return;
+  if (on) {
+    epoll_event event{};
+    event.events = which == Watch::kIn ? EPOLLOUT : EPOLLIN;
+    event.data.fd = fd;
+    if (::epoll_ctl(m_epoll, EPOLL_CTL_ADD, fd, &event) != 0) {
+      log.error("run {}: epoll_ctl: {}", run->id, std::strerror(errno));
+      return;
+    }
+    m_watched[fd] = {run, which};
+  } else {
+    ::epoll_ctl(m_epoll, EPOLL_CTL_DEL, fd, nullptr);
+    m_watched.erase(fd);
+  }
+  watched = on;
+}
+
+void RunPump::maybe_finish(const std::shared_ptr<Run>& run) {
+  if (!run->added || !run->exit || run->out >= 0 || run->err >= 0 || run->in_flight != 0) return;
+  if (m_runs.erase(run->id) == 0) return;  // finished already
+  close_fd(*run, Watch::kIn);
+  fail_input(*run, make_error(EPIPE, "the program has ended"));
+  const ExitStatus& status = *run->exit;
+  wire::RunExit exit{};
+  exit.run = run->id;
+  exit.code = status.code;
+  exit.signal = status.signal;
+  exit.flags = status.core_dumped ? wire::kExitCoreDumped : 0;
+  log.debug("run {}: exit {} reported", run->id, status.code);
+  // Forgotten first, so that the load is right by the time the monitor hears.
+  if (m_finished) m_finished(run->id);
+  run->monitor->call_async(wire::Opcode::P2MON_EXIT, run->vnode, wire::encode(exit),
+                           m_options.exit_timeout, [id = run->id](Result<fabric::Message> reply) {
+                             auto checked = rpc::check_reply(std::move(reply));
+                             if (!checked && checked.error().code() != ENOENT) {
+                               log.info("run {}: exit not delivered: {}", id,
+                                        checked.error().text());
+                             }
+                           });
+}
+
+}  // namespace sk::pcomponent

@@ -1,0 +1,458 @@
+// The process manager with the real ptrace launcher on a small root tree
+// holding the static sandbox_probe program, driven through its dispatcher
+// as the monitor would, with a fake monitor connection that records the
+// P2MON_ messages (and can hold their answers, as a slow console would).
+// Needs root (as the pComponent does).
+#include "pcomponent/process_manager.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "kernel/wire/codec.h"
+#include "kernel/wire/process_messages.h"
+#include "pcomponent/launcher.h"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace sk::pcomponent {
+namespace {
+
+using wire::Opcode;
+
+constexpr VnodeId kVnode = 7;
+
+class FakeStorage final : public Storage {
+ public:
+  fs::path path;
+  Result<fs::path> root(const VnodeStorage&) override { return path; }
+  Result<fs::path> root(VnodeId vnode) override {
+    if (vnode != kVnode) return make_error(ENOENT, "never told about vNode " + std::to_string(vnode));
+    return path;
+  }
+  void drop(VnodeId) override {}
+  StorageStats stats() override { return {{"getattr", 5}, {"read", 2}}; }
+};
+
+// The monitor's end of the membership connection: records the pComponent's
+// requests (P2MON_OUTPUT, P2MON_EXIT) and the replies to the monitor's.
+class FakeMonitor final : public fabric::Connection {
+ public:
+  struct Call {
+    Opcode opcode;
+    wire::Bytes payload;
+  };
+  struct Reply {
+    uint16_t opcode;
+    int status;
+    wire::Bytes payload;
+  };
+
+  std::atomic<bool> hold{false};
+
+  void call_async(Opcode opcode, VnodeId, wire::Bytes payload, Duration,
+                  fabric::ReplyCallback done) override {
+    {
+      std::lock_guard lock(m_mutex);
+      m_calls.push_back(Call{opcode, std::move(payload)});
+      if (hold && opcode == Opcode::P2MON_OUTPUT) {
+        m_held.push_back(std::move(done));
+        done = nullptr;
+      }
+    }
+    m_wake.notify_all();
+    if (done) done(ok(opcode));
+  }
+  void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
+                  fabric::DoneCallback done) override {
+    done(make_error(EOPNOTSUPP, "fake"));
+  }
+  void write_async(fabric::RegionKey, uint64_t, wire::ByteView, Duration,
+                   fabric::DoneCallback done) override {
+    done(make_error(EOPNOTSUPP, "fake"));
+  }
+  void send_reply(const wire::Header& request, int status, wire::Bytes payload) override {
+    {
+      std::lock_guard lock(m_mutex);
+      m_replies.push_back(Reply{request.opcode, status, std::move(payload)});
+    }
+    m_wake.notify_all();
+  }
+  void close() override {}
+  bool is_open() const override { return true; }
+  std::string peer() const override { return "monitor"; }
+  void set_close_handler(std::function<void()>) override {}
+
+  // Waits until `ready` holds (under the lock), at most 10 s.
+  bool wait(const std::function<bool()>& ready) {
+    std::unique_lock lock(m_mutex);
+    return m_wake.wait_for(lock, 10s, ready);
+  }
+  bool wait_for_exit() {
+    return wait([&] { return exit_locked().has_value(); });
+  }
+  bool wait_for_reply(Opcode opcode, size_t count = 1) {
+    return wait([&] {
+      size_t n = 0;
+      for (const auto& reply : m_replies) n += reply.opcode == static_cast<uint16_t>(opcode);
+      return n >= count;
+    });
+  }
+  size_t held() {
+    std::lock_guard lock(m_mutex);
+    return m_held.size();
+  }
+  void answer_held(int status = 0) {
+    fabric::ReplyCallback done;
+    {
+      std::lock_guard lock(m_mutex);
+      if (m_held.empty()) return;
+      done = std::move(m_held.front());
+      m_held.erase(m_held.begin());
+    }
+    if (status == 0) {
+      done(ok(Opcode::P2MON_OUTPUT));
+    } else {
+      fabric::Message reply = ok(Opcode::P2MON_OUTPUT);
+      reply.header.status = status;
+      done(std::move(reply));
+    }
+  }
+
+  std::vector<Reply> replies(Opcode opcode) {
+    std::lock_guard lock(m_mutex);
+    std::vector<Reply> result;
+    for (const auto& reply : m_replies) {
+      if (reply.opcode == static_cast<uint16_t>(opcode)) result.push_back(reply);
+    }
+    return result;
+  }
+  // Everything the run wrote on a stream, in order.
+  std::string output(wire::RunStream stream) {
+    std::lock_guard lock(m_mutex);
+    std::string text;
+    for (const auto& call : m_calls) {
+      if (call.opcode != Opcode::P2MON_OUTPUT) continue;
+      auto decoded = wire::decode_sized<wire::RunOutput>(call.payload, &wire::RunOutput::length);
+      EXPECT_TRUE(decoded.ok());
+      if (decoded.ok() && decoded->first.stream == static_cast<uint8_t>(stream)) {
+        text += wire::to_text(decoded->second);
+      }
+    }
+    return text;
+  }
+  std::optional<wire::RunExit> exit() {
+    std::lock_guard lock(m_mutex);
+    return exit_locked();
+  }
+  std::vector<Opcode> opcodes() {
+    std::lock_guard lock(m_mutex);
+    std::vector<Opcode> result;
+    for (const auto& call : m_calls) result.push_back(call.opcode);
+    return result;
+  }
+
+ private:
+  static fabric::Message ok(Opcode opcode) {
+    fabric::Message reply;
+    reply.header.opcode = static_cast<uint16_t>(opcode);
+    reply.header.flags = wire::kFlagReply;
+    return reply;
+  }
+  std::optional<wire::RunExit> exit_locked() {
+    for (const auto& call : m_calls) {
+      if (call.opcode == Opcode::P2MON_EXIT) {
+        auto decoded = wire::decode<wire::RunExit>(call.payload);
+        EXPECT_TRUE(decoded.ok());
+        if (decoded.ok()) return decoded.value();
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::mutex m_mutex;
+  std::condition_variable m_wake;
+  std::vector<Call> m_calls;
+  std::vector<Reply> m_replies;
+  std::vector<fabric::ReplyCallback> m_held;
+};
+
+class ProcessManagerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) return;
+    root = fs::temp_directory_path() / ("sk-processes-" + std::to_string(::getpid()));
+    for (const char* dir : {"bin", "proc", "dev", "tmp"}) fs::create_directories(root / dir);
+    fs::copy_file(SK_PROBE_PATH, root / "bin/sandbox_probe");
+    for (auto& entry : fs::recursive_directory_iterator(root)) {
+      fs::permissions(entry.path(), fs::perms(0755));
+    }
+    fs::permissions(root, fs::perms(0755));
+    launcher = std::move(make_ptrace_launcher("/proc/self/exe")).value();
+  }
+
+  static void TearDownTestSuite() {
+    launcher.reset();
+    if (!root.empty()) fs::remove_all(root);
+  }
+
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the launcher needs root";
+    m_storage.path = root;
+    m_manager = std::make_unique<ProcessManager>(*launcher, m_storage);
+    m_manager->register_handlers(m_dispatcher);
+  }
+
+  void TearDown() override { m_manager.reset(); }
+
+  void dispatch(Opcode opcode, VnodeId vnode, wire::Bytes payload) {
+    fabric::Message message;
+    message.header.magic = wire::kMagic;
+    message.header.version = wire::kVersion;
+    message.header.opcode = static_cast<uint16_t>(opcode);
+    message.header.vnode = vnode;
+    message.header.request_id = ++m_next_request;
+    message.header.payload_length = static_cast<uint32_t>(payload.size());
+    message.payload = std::move(payload);
+    wire::Header header = message.header;
+    m_dispatcher.dispatch(std::move(message), fabric::Responder(m_monitor, header));
+  }
+
+  // Starts a run; returns what MON2P_RUN answered.
+  FakeMonitor::Reply start(uint64_t run, std::vector<std::string> argv, uint32_t flags = 0,
+                           VnodeId vnode = kVnode) {
+    wire::RunRequest head{};
+    head.run = run;
+    head.flags = flags;
+    head.vnode_name.set("probe");
+    size_t before = m_monitor->replies(Opcode::MON2P_RUN).size();
+    dispatch(Opcode::MON2P_RUN, vnode, wire::encode_run(head, "/", argv, {"PATH=/bin"}).value());
+    EXPECT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_RUN, before + 1));
+    return m_monitor->replies(Opcode::MON2P_RUN).back();
+  }
+
+  void input(uint64_t run, std::string_view data, bool eof) {
+    wire::RunInput head{};
+    head.run = run;
+    head.length = static_cast<uint32_t>(data.size());
+    head.flags = eof ? wire::kInputEof : 0;
+    dispatch(Opcode::MON2P_STDIN, kVnode, wire::encode(head, wire::as_bytes(data)));
+  }
+
+  static inline fs::path root;
+  static inline std::unique_ptr<Launcher> launcher;
+
+  FakeStorage m_storage;
+  std::shared_ptr<FakeMonitor> m_monitor = std::make_shared<FakeMonitor>();
+  rpc::Dispatcher m_dispatcher{"test"};
+  std::unique_ptr<ProcessManager> m_manager;
+  uint64_t m_next_request = 0;
+};
+
+TEST_F(ProcessManagerTest, OutputStreamsAndTheExitComesLast) {
+  auto reply = start(1, {"sandbox_probe", "echo", "hello", "world"});
+  ASSERT_EQ(reply.status, 0) << wire::to_text(reply.payload);
+  auto started = wire::decode<wire::RunStarted>(reply.payload);
+  ASSERT_TRUE(started.ok());
+  EXPECT_EQ(started->run, 1u);
+  EXPECT_EQ(started->vnode, kVnode);
+  EXPECT_GT(started->host_pid, 0);
+  EXPECT_GT(started->vnode_pid, 1);  // pid 1 is the vNode's init
+
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStdout), "hello\nworld\n");
+  EXPECT_EQ(m_monitor->exit()->run, 1u);
+  EXPECT_EQ(m_monitor->exit()->code, 0);
+  EXPECT_EQ(m_monitor->opcodes().back(), Opcode::P2MON_EXIT);
+  EXPECT_EQ(m_manager->running(), 0u);
+}
+
+TEST_F(ProcessManagerTest, StderrAndStatuses) {
+  start(1, {"sandbox_probe", "bogus"});
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStderr), "sandbox_probe: unknown command bogus\n");
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStdout), "");
+  EXPECT_EQ(m_monitor->exit()->code, 2);
+}
+
+TEST_F(ProcessManagerTest, CommandNotFoundIs127) {
+  auto reply = start(1, {"nosuch", "-x"});
+  EXPECT_EQ(reply.status, 0);  // it started: the shell-style failure is the program's
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->exit()->code, 127);
+  EXPECT_NE(m_monitor->output(wire::RunStream::kStderr).find("nosuch: command not found"),
+            std::string::npos);
+}
+
+TEST_F(ProcessManagerTest, StdinIsWrittenAndItsEndClosesIt) {
+  ASSERT_EQ(start(1, {"sandbox_probe", "wait"}).status, 0);
+  EXPECT_EQ(m_manager->running(), 1u);
+  input(1, "abc", false);
+  input(1, "de", true);
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_STDIN, 2));
+  for (const auto& reply : m_monitor->replies(Opcode::MON2P_STDIN)) EXPECT_EQ(reply.status, 0);
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStdout), "5\n");
+  // After the end, more input is refused.
+  input(1, "x", false);
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_STDIN, 3));
+  EXPECT_NE(m_monitor->replies(Opcode::MON2P_STDIN).back().status, 0);
+}
+
+TEST_F(ProcessManagerTest, WithoutStdinTheProgramReadsEndOfFile) {
+  ASSERT_EQ(start(1, {"sandbox_probe", "wait"}, wire::kRunNoStdin).status, 0);
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStdout), "0\n");
+}
+
+TEST_F(ProcessManagerTest, SignalsGoToTheProgram) {
+  ASSERT_EQ(start(3, {"sandbox_probe", "wait"}).status, 0);
+  wire::RunSignal signal{};
+  signal.run = 3;
+  signal.signo = SIGTERM;
+  dispatch(Opcode::MON2P_SIGNAL, kVnode, wire::encode(signal));
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->exit()->code, 143);
+  EXPECT_EQ(m_monitor->exit()->signal, SIGTERM);
+  EXPECT_EQ(m_monitor->replies(Opcode::MON2P_SIGNAL).at(0).status, 0);
+  signal.run = 99;
+  dispatch(Opcode::MON2P_SIGNAL, kVnode, wire::encode(signal));
+  EXPECT_EQ(m_monitor->replies(Opcode::MON2P_SIGNAL).at(1).status, ENOENT);
+}
+
+TEST_F(ProcessManagerTest, RefusedRuns) {
+  auto reply = start(1, {"sandbox_probe", "id"}, 0, /*vnode=*/8);
+  EXPECT_EQ(reply.status, ENOENT);
+  EXPECT_NE(wire::to_text(reply.payload).find("has no root on this pComponent"),
+            std::string::npos);
+  ASSERT_EQ(start(2, {"sandbox_probe", "wait"}).status, 0);
+  EXPECT_EQ(start(2, {"sandbox_probe", "wait"}).status, EEXIST);
+  input(2, "", true);
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_manager->running(), 0u);
+}
+
+TEST_F(ProcessManagerTest, PsListsTheVnodesProcesses) {
+  ASSERT_EQ(start(5, {"sandbox_probe", "wait"}).status, 0);
+  std::vector<wire::ProcessRecord> processes;
+  for (int i = 0; i < 50 && processes.empty(); ++i) {
+    processes = m_manager->processes(kVnode);
+    // Until it has exec'd, its command line is the init's.
+    if (!processes.empty() && processes[0].command.view() != "sandbox_probe wait") {
+      processes.clear();
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  ASSERT_EQ(processes.size(), 1u);
+  const auto& process = processes[0];
+  EXPECT_EQ(process.vnode, kVnode);
+  EXPECT_EQ(process.run, 5u);
+  EXPECT_GT(process.pid, 1);
+  EXPECT_GT(process.host_pid, 0);
+  EXPECT_TRUE(process.state == 'S' || process.state == 'R') << process.state;
+  EXPECT_GT(process.rss, 0u);
+  EXPECT_LT(process.runtime_ms, 60'000u);
+  EXPECT_TRUE(process.validate().ok());
+  EXPECT_TRUE(m_manager->processes(kVnode + 1).empty());
+
+  // The same through the dispatcher.
+  dispatch(Opcode::MON2P_PS, kNoVnode, wire::encode(wire::PsQuery{0, 0}));
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_PS));
+  auto list = wire::decode_cluster_list<wire::ProcessRecord>(
+      m_monitor->replies(Opcode::MON2P_PS).at(0).payload);
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->second.size(), 1u);
+  input(5, "", true);
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+}
+
+TEST_F(ProcessManagerTest, StatsHoldEveryGroup) {
+  start(1, {"sandbox_probe", "mount"});  // a refused syscall
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  dispatch(Opcode::MON2P_STATS, kNoVnode, {});
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_STATS));
+  auto list = wire::decode_cluster_list<wire::StatRecord>(
+      m_monitor->replies(Opcode::MON2P_STATS).at(0).payload);
+  ASSERT_TRUE(list.ok());
+  std::map<std::string, uint64_t> values;
+  for (const auto& record : list->second) {
+    values[record.group.str() + "." + record.name.str()] = record.value;
+  }
+  EXPECT_GE(values["tracer.launched"], 1u);
+  EXPECT_GE(values["tracer.execs"], 1u);
+  EXPECT_GE(values["refused.mount"], 1u);
+  EXPECT_EQ(values["storage.getattr"], 5u);
+  EXPECT_EQ(values["process.started"], 1u);
+  EXPECT_EQ(values["process.ended"], 1u);
+  EXPECT_GT(values["process.output_bytes"], 0u);
+}
+
+TEST_F(ProcessManagerTest, ASlowConsoleThrottlesTheProgram) {
+  m_monitor->hold = true;
+  auto size = fs::file_size(root / "bin/sandbox_probe");
+  ASSERT_GT(size, 8 * wire::kMaxRunChunk);
+  ASSERT_EQ(start(1, {"sandbox_probe", "cat", "/bin/sandbox_probe"}).status, 0);
+  ASSERT_TRUE(m_monitor->wait([&] { return true; }));
+  // The window fills and stays full: the program waits on its pipe.
+  for (int i = 0; i < 100 && m_monitor->held() < wire::kRunOutputWindow; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(m_monitor->held(), wire::kRunOutputWindow);
+  EXPECT_FALSE(m_monitor->exit().has_value());
+  // The console catches up, chunk by chunk; the exit comes after the last.
+  for (int i = 0; i < 1000 && !m_monitor->exit().has_value(); ++i) {
+    if (m_monitor->held() == 0) {
+      std::this_thread::sleep_for(5ms);
+      continue;
+    }
+    EXPECT_LE(m_monitor->held(), wire::kRunOutputWindow);
+    m_monitor->answer_held();
+  }
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->exit()->code, 0);
+  EXPECT_EQ(m_monitor->output(wire::RunStream::kStdout).size(), size);
+  std::ifstream file(root / "bin/sandbox_probe", std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(m_monitor->output(wire::RunStream::kStdout) == content);
+}
+
+TEST_F(ProcessManagerTest, AConsoleThatIsGoneHangsTheProgramUp) {
+  m_monitor->hold = true;
+  ASSERT_EQ(start(1, {"sandbox_probe", "cat", "/bin/sandbox_probe"}).status, 0);
+  for (int i = 0; i < 100 && m_monitor->held() < wire::kRunOutputWindow; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  m_monitor->answer_held(ENOENT);  // "run 1 has no console any more"
+  while (m_monitor->held() > 0) m_monitor->answer_held();
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->exit()->signal, SIGHUP);
+  EXPECT_EQ(m_monitor->exit()->code, 128 + SIGHUP);
+}
+
+TEST_F(ProcessManagerTest, DroppingTheVnodeKillsItsPrograms) {
+  ASSERT_EQ(start(1, {"sandbox_probe", "wait"}).status, 0);
+  m_manager->drop_vnode(kVnode);
+  ASSERT_TRUE(m_monitor->wait_for_exit());
+  EXPECT_EQ(m_monitor->exit()->signal, SIGKILL);
+}
+
+}  // namespace
+}  // namespace sk::pcomponent
+
+int main(int argc, char** argv) {
+  if (argc >= 5 && std::string(argv[1]) == "--vnode-init") {
+    sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
+  }
+  sk::pcomponent::block_sigchld();
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
