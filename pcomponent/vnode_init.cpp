@@ -212,6 +212,12 @@ std::string resolve_command(const std::string& command, const std::vector<std::s
   char go = 0;
   if (::read(spawn.fds[3], &go, 1) != 1) ::_exit(127);  // the launcher gave up
   ::setsid();
+  // A program starts as it would from a shell: every signal at its default
+  // action (ignored dispositions survive exec, and the pComponent ignores
+  // SIGPIPE) and none blocked.
+  for (int signo = 1; signo < NSIG; ++signo) {
+    if (signo != SIGKILL && signo != SIGSTOP) ::signal(signo, SIG_DFL);
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -230,6 +236,7 @@ std::string resolve_command(const std::string& command, const std::vector<std::s
   if (fd < 0) fail_exec(command, std::strerror(errno), errno == ENOENT ? 127 : 126);
   struct stat info;
   if (::fstat(fd, &info) == 0 && S_ISDIR(info.st_mode)) fail_exec(command, "Is a directory", 126);
+  if (::access(path.c_str(), X_OK) != 0) fail_exec(command, std::strerror(errno), 126);
   std::array<unsigned char, 64> head{};
   ssize_t got = ::read(fd, head.data(), head.size());
   ::close(fd);
