@@ -23,6 +23,7 @@ Mcomponent::Mcomponent(uint64_t capacity) : m_store(capacity) {
   bind(Opcode::MON2M_VNODE_DESTROY, &Mcomponent::vnode_destroy);
   bind(Opcode::P2M_MM_CREATE, &Mcomponent::mm_create);
   bind(Opcode::P2M_MM_FREE, &Mcomponent::mm_free);
+  bind(Opcode::P2M_MM_FORK, &Mcomponent::mm_fork);
   bind(Opcode::P2M_PAGE_WRITE, &Mcomponent::page_write);
   bind(Opcode::P2M_PAGE_READ, &Mcomponent::page_read);
   bind(Opcode::P2M_PAGE_FREE, &Mcomponent::page_free);
@@ -64,6 +65,14 @@ Result<wire::Bytes> Mcomponent::mm_free(const rpc::Message& request) {
   TRY(m_store.free_mm(request.vnode(), free.mm));
   log.debug("vNode {}: freed mm {}", request.vnode(), free.mm);
   return wire::Bytes{};
+}
+
+Result<wire::Bytes> Mcomponent::mm_fork(const rpc::Message& request) {
+  auto fork = TRY(wire::decode<wire::MmForkRequest>(request.payload));
+  wire::MmCreateReply reply{};
+  reply.mm = TRY(m_store.fork_mm(request.vnode(), fork.mm));
+  log.debug("vNode {}: forked mm {} into mm {}", request.vnode(), fork.mm, reply.mm);
+  return wire::encode(reply);
 }
 
 Result<wire::Bytes> Mcomponent::page_write(const rpc::Message& request) {

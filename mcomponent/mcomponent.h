@@ -11,6 +11,8 @@
 //   MON2M_VNODE_DESTROY VnodeTeardown{vnode} -> empty; frees its mms.
 //   P2M_MM_CREATE       empty (vNode in the header) -> MmCreateReply{mm}
 //   P2M_MM_FREE         MmFreeRequest{mm} -> empty
+//   P2M_MM_FORK         MmForkRequest{mm} -> MmCreateReply{child mm}, a
+//                       copy-on-write duplicate (pages shared until written)
 //   P2M_PAGE_WRITE      PageRange + count*4096 bytes -> empty
 //   P2M_PAGE_READ       PageRange -> count*4096 bytes
 //   P2M_PAGE_FREE       PageRange -> empty
@@ -45,6 +47,7 @@ class Mcomponent {
   Result<wire::Bytes> vnode_destroy(const rpc::Message& request);
   Result<wire::Bytes> mm_create(const rpc::Message& request);
   Result<wire::Bytes> mm_free(const rpc::Message& request);
+  Result<wire::Bytes> mm_fork(const rpc::Message& request);
   Result<wire::Bytes> page_write(const rpc::Message& request);
   Result<wire::Bytes> page_read(const rpc::Message& request);
   Result<wire::Bytes> page_free(const rpc::Message& request);

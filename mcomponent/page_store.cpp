@@ -73,6 +73,20 @@ Result<MmId> PageStore::create_mm(VnodeId vnode) {
   return mm;
 }
 
+Result<MmId> PageStore::fork_mm(VnodeId vnode, MmId parent) {
+  std::lock_guard lock(m_mutex);
+  const AddressSpace* space = TRY(find_mm(vnode, parent));
+  MmId child = m_next_mm++;
+  try {
+    // Copying the map shares every page: no bytes move, no quota is spent.
+    m_mms.emplace(child, AddressSpace{vnode, space->pages});
+  } catch (const std::bad_alloc&) {
+    return make_error(ENOMEM, "out of host memory while forking an address space");
+  }
+  ++m_vnodes.at(vnode).mms;
+  return child;
+}
+
 Result<void> PageStore::free_mm(VnodeId vnode, MmId mm) {
   std::lock_guard lock(m_mutex);
   AddressSpace* space = TRY(find_mm(vnode, mm));
@@ -96,9 +110,11 @@ Result<void> PageStore::write_pages(VnodeId vnode, MmId mm, uint64_t address, ui
 
   // Check the whole batch before writing any of it, so a refused write
   // leaves the address space as it was.
+  // A page not stored yet, or shared with a fork, takes a new page.
   uint64_t added = 0;
   for (uint32_t i = 0; i < count; ++i) {
-    if (!space->pages.contains(address + uint64_t{i} * kPageSize)) added += kPageSize;
+    auto it = space->pages.find(address + uint64_t{i} * kPageSize);
+    if (it == space->pages.end() || it->second.use_count() > 1) added += kPageSize;
   }
   if (owner.quota != 0 && owner.used + added > owner.quota) {
     return make_error(ENOMEM, "vNode '" + owner.name + "' is over its memory quota of " +
@@ -116,17 +132,18 @@ Result<void> PageStore::write_pages(VnodeId vnode, MmId mm, uint64_t address, ui
       uint64_t page_address = address + uint64_t{i} * kPageSize;
       const std::byte* source = data.data() + static_cast<size_t>(i) * kPageSize;
       auto it = space->pages.find(page_address);
-      if (it == space->pages.end()) {
-        auto page = std::make_unique_for_overwrite<Page>();
-        std::memcpy(page->bytes, source, kPageSize);
-        space->pages.emplace(page_address, std::move(page));
-        // Accounted page by page so that the books stay right even if an
-        // allocation fails halfway.
-        owner.used += kPageSize;
-        m_used += kPageSize;
-      } else {
+      if (it != space->pages.end() && it->second.use_count() == 1) {
         std::memcpy(it->second->bytes, source, kPageSize);
+        continue;
       }
+      // New, or shared with a fork: this space gets its own page.
+      auto page = std::make_shared_for_overwrite<Page>();
+      std::memcpy(page->bytes, source, kPageSize);
+      space->pages[page_address] = std::move(page);
+      // Accounted page by page so that the books stay right even if an
+      // allocation fails halfway.
+      owner.used += kPageSize;
+      m_used += kPageSize;
     }
   } catch (const std::bad_alloc&) {
     return make_error(ENOMEM, "out of host memory while storing pages");
@@ -160,10 +177,13 @@ Result<void> PageStore::free_pages(VnodeId vnode, MmId mm, uint64_t address, uin
   AddressSpace* space = TRY(find_mm(vnode, mm));
   Vnode& owner = m_vnodes.at(vnode);
   for (uint32_t i = 0; i < count; ++i) {
-    if (space->pages.erase(address + uint64_t{i} * kPageSize) != 0) {
+    auto it = space->pages.find(address + uint64_t{i} * kPageSize);
+    if (it == space->pages.end()) continue;
+    if (it->second.use_count() == 1) {
       owner.used -= kPageSize;
       m_used -= kPageSize;
     }
+    space->pages.erase(it);
   }
   return {};
 }
@@ -210,7 +230,10 @@ Result<void> PageStore::check_range(uint64_t address, uint32_t count) const {
 }
 
 void PageStore::release(AddressSpace& space) {
-  uint64_t bytes = space.pages.size() * uint64_t{kPageSize};
+  uint64_t bytes = 0;
+  for (const auto& [address, page] : space.pages) {
+    if (page.use_count() == 1) bytes += kPageSize;
+  }
   m_vnodes.at(space.vnode).used -= bytes;
   m_used -= bytes;
   space.pages.clear();

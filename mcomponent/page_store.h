@@ -9,6 +9,13 @@
 // never written costs nothing and reads as zeroes, as LegoOS's first touch
 // of anonymous memory does.
 //
+// Fork: fork_mm() gives a child address space that shares every page with
+// its parent (copy-on-write, as the kernel does), so a fork costs no page
+// copies and no quota; the first write to a shared page through either
+// address space gives that one a private copy, which then costs a page.
+// Pages are reference-counted by shared_ptr, always under m_mutex, so
+// use_count() is exact.
+//
 // Ownership: every mm belongs to the vNode that created it; an operation
 // that names another vNode's mm fails with EPERM and touches nothing.
 //
@@ -68,6 +75,10 @@ class PageStore {
   // A new, empty address space for the vNode. ENOENT if the vNode is unknown.
   Result<MmId> create_mm(VnodeId vnode);
 
+  // A copy-on-write duplicate of `parent` for a forked child, in the same
+  // vNode. ENOENT / EPERM as for free_mm.
+  Result<MmId> fork_mm(VnodeId vnode, MmId parent);
+
   // Frees an address space and all its pages. ENOENT if unknown, EPERM if
   // it belongs to another vNode.
   Result<void> free_mm(VnodeId vnode, MmId mm);
@@ -93,9 +104,10 @@ class PageStore {
 
  private:
   struct Page;
-  // Pages by page address. FIXME: one heap allocation per page and a hash
-  // map is simple but wasteful; issue 4 moves to slabs and a radix tree.
-  using PageMap = std::unordered_map<uint64_t, std::unique_ptr<Page>>;
+  // Pages by page address, shared between forked address spaces. FIXME: one
+  // heap allocation per page and a hash map is simple but wasteful; slabs
+  // and a radix tree would do better.
+  using PageMap = std::unordered_map<uint64_t, std::shared_ptr<Page>>;
   struct AddressSpace {
     VnodeId vnode;
     PageMap pages;
@@ -110,6 +122,8 @@ class PageStore {
   Result<AddressSpace*> find_mm(VnodeId vnode, MmId mm);
   Result<const AddressSpace*> find_mm(VnodeId vnode, MmId mm) const;
   Result<void> check_range(uint64_t address, uint32_t count) const;
+  // Drops every page of the space, returning to the books those no other
+  // space shares.
   void release(AddressSpace& space);
   // Frees every address space of a vNode (which must exist).
   void drop_mms(VnodeId vnode);

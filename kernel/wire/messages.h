@@ -28,7 +28,8 @@ struct FixedString {
 
   void set(std::string_view text) {
     std::memset(bytes, 0, N);
-    std::memcpy(bytes, text.data(), std::min(text.size(), N - 1));
+    // An empty view may have a null data(), which memcpy must not see.
+    if (!text.empty()) std::memcpy(bytes, text.data(), std::min(text.size(), N - 1));
   }
   std::string_view view() const { return std::string_view(bytes, strnlen(bytes, N)); }
   std::string str() const { return std::string(view()); }
@@ -190,6 +191,13 @@ struct MmFreeRequest {
   uint64_t mm;
 };
 static_assert(sizeof(MmFreeRequest) == 8);
+
+// P2M_MM_FORK: a copy-on-write duplicate of `mm` for a forked child.
+// Reply: MmCreateReply with the child's mm.
+struct MmForkRequest {
+  uint64_t mm;
+};
+static_assert(sizeof(MmForkRequest) == 8);
 
 // P2M_PAGE_READ: reply tail is count pages (zero pages where never written).
 // P2M_PAGE_WRITE: request tail is count pages. P2M_PAGE_FREE: no tail.

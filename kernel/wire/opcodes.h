@@ -47,6 +47,7 @@ namespace sk::wire {
   X(P2M_PAGE_READ, 0x0403)        \
   X(P2M_PAGE_WRITE, 0x0404)       \
   X(P2M_PAGE_FREE, 0x0405)        \
+  X(P2M_MM_FORK, 0x0406)          \
   X(P2S_GETATTR, 0x0501)          \
   X(P2S_OPEN, 0x0502)             \
   X(P2S_READ, 0x0503)             \

@@ -57,6 +57,44 @@ TEST(PageStore, WrittenPagesReadBackAndOthersReadAsZeroes) {
   EXPECT_EQ(store.stats().used, 3 * kPageSize);
 }
 
+TEST(PageStore, ForkSharesPagesUntilEitherSideWrites) {
+  PageStore store(64 * kPageSize);
+  ASSERT_TRUE(store.create_vnode(1, "web", 7 * kPageSize));
+  MmId parent = store.create_mm(1).value();
+  auto data = pattern(4, 1);
+  ASSERT_TRUE(store.write_pages(1, parent, kBase, 4, data));
+  MmId child = store.fork_mm(1, parent).value();
+  EXPECT_NE(child, parent);
+  EXPECT_EQ(store.stats().used, 4 * kPageSize) << "a fork copies nothing";
+  EXPECT_EQ(read(store, 1, child, kBase, 4), data);
+
+  // The child writes one page: it gets its own copy; the parent is unchanged.
+  auto changed = pattern(1, 77);
+  ASSERT_TRUE(store.write_pages(1, child, kBase + kPageSize, 1, changed));
+  EXPECT_EQ(store.stats().used, 5 * kPageSize);
+  EXPECT_EQ(read(store, 1, parent, kBase, 4), data);
+  EXPECT_EQ(read(store, 1, child, kBase + kPageSize, 1), changed);
+  // Writing the now-private page again costs nothing more.
+  ASSERT_TRUE(store.write_pages(1, child, kBase + kPageSize, 1, pattern(1, 78)));
+  EXPECT_EQ(store.stats().used, 5 * kPageSize);
+
+  // Breaking sharing counts against the quota, all or nothing: the parent's
+  // 3 still-shared pages would need 3 new ones, 8 in all, over the 7 allowed
+  // (its 4th page became private when the child copied it).
+  EXPECT_EQ(store.write_pages(1, parent, kBase, 4, pattern(4, 9)).error().code(), ENOMEM);
+  EXPECT_EQ(read(store, 1, parent, kBase, 4), data);
+
+  // Freeing the parent returns only what the child does not share.
+  ASSERT_TRUE(store.free_mm(1, parent));
+  EXPECT_EQ(store.stats().used, 4 * kPageSize);
+  EXPECT_EQ(read(store, 1, child, kBase, 1), wire::Bytes(data.begin(), data.begin() + kPageSize));
+  ASSERT_TRUE(store.free_pages(1, child, kBase, 4));
+  EXPECT_EQ(store.stats().used, 0u);
+
+  EXPECT_EQ(store.fork_mm(2, child).error().code(), EPERM);
+  EXPECT_EQ(store.fork_mm(1, 999).error().code(), ENOENT);
+}
+
 TEST(PageStore, FreedPagesReadAsZeroesAndReturnTheirSpace) {
   PageStore store(64 * kPageSize);
   ASSERT_TRUE(store.create_vnode(1, "web", 0));
