@@ -23,10 +23,10 @@
   X(6, lstat, kNative, "") \
   X(7, poll, kNative, "") \
   X(8, lseek, kNative, "") \
-  X(9, mmap, kNative, "") \
-  X(10, mprotect, kNative, "") \
+  X(9, mmap, kTraced, "memory manager: new private anonymous memory is counted against the vNode quota and registered with the process userfaultfd") \
+  X(10, mprotect, kTraced, "memory manager: making private anonymous memory writable commits it against the vNode quota") \
   X(11, munmap, kNative, "") \
-  X(12, brk, kNative, "") \
+  X(12, brk, kTraced, "memory manager: new private anonymous memory is counted against the vNode quota and registered with the process userfaultfd") \
   X(13, rt_sigaction, kNative, "") \
   X(14, rt_sigprocmask, kNative, "") \
   X(15, rt_sigreturn, kNative, "") \
@@ -39,7 +39,7 @@
   X(22, pipe, kNative, "") \
   X(23, select, kNative, "") \
   X(24, sched_yield, kNative, "") \
-  X(25, mremap, kNative, "") \
+  X(25, mremap, kTraced, "memory manager: new private anonymous memory is counted against the vNode quota and registered with the process userfaultfd") \
   X(26, msync, kNative, "") \
   X(27, mincore, kNative, "") \
   X(28, madvise, kNative, "") \

@@ -5,6 +5,7 @@
 #include "kernel/daemon.h"
 #include "kernel/log.h"
 #include "kernel/wire/codec.h"
+#include "kernel/wire/memory_messages.h"
 
 namespace sk::mcomponent {
 
@@ -27,6 +28,7 @@ Mcomponent::Mcomponent(uint64_t capacity) : m_store(capacity) {
   bind(Opcode::P2M_PAGE_WRITE, &Mcomponent::page_write);
   bind(Opcode::P2M_PAGE_READ, &Mcomponent::page_read);
   bind(Opcode::P2M_PAGE_FREE, &Mcomponent::page_free);
+  bind(Opcode::P2M_PAGE_MOVE, &Mcomponent::page_move);
 }
 
 Member::Usage Mcomponent::usage() const {
@@ -91,6 +93,12 @@ Result<wire::Bytes> Mcomponent::page_read(const rpc::Message& request) {
 Result<wire::Bytes> Mcomponent::page_free(const rpc::Message& request) {
   auto range = TRY(wire::decode<wire::PageRange>(request.payload));
   TRY(m_store.free_pages(request.vnode(), range.mm, range.address, range.count));
+  return wire::Bytes{};
+}
+
+Result<wire::Bytes> Mcomponent::page_move(const rpc::Message& request) {
+  auto move = TRY(wire::decode<wire::PageMove>(request.payload));
+  TRY(m_store.move_pages(request.vnode(), move.mm, move.from, move.to, move.count));
   return wire::Bytes{};
 }
 

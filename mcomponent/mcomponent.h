@@ -16,6 +16,7 @@
 //   P2M_PAGE_WRITE      PageRange + count*4096 bytes -> empty
 //   P2M_PAGE_READ       PageRange -> count*4096 bytes
 //   P2M_PAGE_FREE       PageRange -> empty
+//   P2M_PAGE_MOVE       PageMove -> empty (mremap; kernel/wire/memory_messages.h)
 //
 // Threads: handlers run on the transport's thread; they only copy memory
 // under the store's mutex, so none of them blocks it for long.
@@ -51,6 +52,7 @@ class Mcomponent {
   Result<wire::Bytes> page_write(const rpc::Message& request);
   Result<wire::Bytes> page_read(const rpc::Message& request);
   Result<wire::Bytes> page_free(const rpc::Message& request);
+  Result<wire::Bytes> page_move(const rpc::Message& request);
 
   PageStore m_store;
   rpc::Dispatcher m_dispatcher{"mcomponent"};

@@ -3,9 +3,11 @@
 
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "kernel/config.h"
 #include "kernel/log.h"
+#include "kernel/wire/memory_messages.h"
 #include "kernel/wire/messages.h"
 
 namespace sk::mcomponent {
@@ -184,6 +186,61 @@ Result<void> PageStore::free_pages(VnodeId vnode, MmId mm, uint64_t address, uin
       m_used -= kPageSize;
     }
     space->pages.erase(it);
+  }
+  return {};
+}
+
+Result<void> PageStore::move_pages(VnodeId vnode, MmId mm, uint64_t from, uint64_t to,
+                                   uint32_t count) {
+  if (from % kPageSize != 0 || to % kPageSize != 0) {
+    return make_error(EINVAL, "page address not aligned");
+  }
+  if (count == 0 || count > wire::kMaxPagesPerMove) {
+    return make_error(EINVAL, "page count " + std::to_string(count) + " out of range");
+  }
+  uint64_t length = uint64_t{count} * kPageSize;
+  if (from + length < from || to + length < to) return make_error(EINVAL, "page range wraps");
+  std::lock_guard lock(m_mutex);
+  AddressSpace* space = TRY(find_mm(vnode, mm));
+  Vnode& owner = m_vnodes.at(vnode);
+  // Take the source pages out first, so that overlapping ranges work.
+  std::vector<std::pair<uint64_t, std::shared_ptr<Page>>> moving;
+  try {
+    for (uint32_t i = 0; i < count; ++i) {
+      auto it = space->pages.find(from + uint64_t{i} * kPageSize);
+      if (it == space->pages.end()) continue;
+      moving.emplace_back(uint64_t{i} * kPageSize, std::move(it->second));
+      space->pages.erase(it);
+    }
+  } catch (const std::bad_alloc&) {
+    for (auto& [offset, page] : moving) space->pages[from + offset] = std::move(page);
+    return make_error(ENOMEM, "out of host memory while moving pages");
+  }
+  // Whatever the destination held is replaced (or dropped where the source
+  // had nothing).
+  for (uint32_t i = 0; i < count; ++i) {
+    auto it = space->pages.find(to + uint64_t{i} * kPageSize);
+    if (it == space->pages.end()) continue;
+    if (it->second.use_count() == 1) {
+      owner.used -= kPageSize;
+      m_used -= kPageSize;
+    }
+    space->pages.erase(it);
+  }
+  size_t placed = 0;
+  try {
+    for (; placed < moving.size(); ++placed) {
+      space->pages[to + moving[placed].first] = std::move(moving[placed].second);
+    }
+  } catch (const std::bad_alloc&) {
+    // The pages that found no place are lost: return their space.
+    for (size_t i = placed; i < moving.size(); ++i) {
+      if (moving[i].second.use_count() == 1) {
+        owner.used -= kPageSize;
+        m_used -= kPageSize;
+      }
+    }
+    return make_error(ENOMEM, "out of host memory while moving pages");
   }
   return {};
 }

@@ -99,6 +99,13 @@ class PageStore {
   // skipped) and returns their space to the quota and the capacity.
   Result<void> free_pages(VnodeId vnode, MmId mm, uint64_t address, uint32_t count);
 
+  // Moves `count` pages from `from` to `to` as mremap moves a mapping: the
+  // destination range becomes exactly what the source range was (pages
+  // not stored there are dropped at the destination) and the source range
+  // is left empty. The ranges may overlap; count is 1..wire::kMaxPagesPerMove.
+  // No page is copied; pages the move drops return their space.
+  Result<void> move_pages(VnodeId vnode, MmId mm, uint64_t from, uint64_t to, uint32_t count);
+
   Stats stats() const;
   Result<VnodeStats> vnode_stats(VnodeId vnode) const;
 

@@ -23,7 +23,7 @@ constexpr uint64_t kRedZone = 128;
 Result<void> wait_trap(pid_t pid, const char* what) {
   int status = 0;
   for (;;) {
-    pid_t got = ::waitpid(pid, &status, __WALL);
+    pid_t got = ::waitpid(pid, &status, __WALL | __WNOTHREAD);
     if (got == pid) break;
     if (got < 0 && errno == EINTR) continue;
     return Error::from_errno(std::string(what) + ": waitpid");

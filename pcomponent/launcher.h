@@ -26,6 +26,7 @@
 
 #include "kernel/node.h"
 #include "kernel/result.h"
+#include "pcomponent/memory/memory_manager.h"
 
 namespace sk::pcomponent {
 
@@ -61,6 +62,9 @@ struct TracerStats {
   uint64_t execs = 0;
   uint64_t forks = 0;  // fork, vfork and clone of processes
   uint64_t threads = 0;
+  uint64_t userfaults = 0;  // processes whose memory the memory manager serves
+  uint64_t fallbacks = 0;   // processes left on local memory (no userfaultfd)
+  uint64_t drops = 0;       // page drops done for the memory manager
 };
 
 // A process the launcher traces: a launched program or one of its
@@ -97,6 +101,15 @@ class Launcher {
   virtual void drop_vnode(VnodeId vnode) = 0;
 
   virtual TracerStats stats() = 0;
+
+  // Hands every launched program's private anonymous memory to the memory
+  // manager from now on (see memory/memory_manager.h): the tracer takes a
+  // userfaultfd after each exec and stops mmap/brk/mremap. Call before the
+  // first launch; vNode inits started before keep tracing nothing.
+  virtual void attach_memory(memory::AddressSpaceEvents* events) = 0;
+
+  // Drops pages of a traced process, for the memory manager's evictions.
+  virtual memory::PageDropper& page_dropper() = 0;
 };
 
 // Blocks SIGCHLD in the calling thread. Call it first thing in main(), before
@@ -109,9 +122,12 @@ void block_sigchld();
 // with --vnode-init as each vNode's init.
 Result<std::unique_ptr<Launcher>> make_ptrace_launcher(std::filesystem::path self_exe);
 
-// The entry point of `pcomponent --vnode-init FD HOSTNAME ROOT`, run inside
-// the vNode's fresh namespaces: never returns.
-[[noreturn]] void vnode_init_main(int control_fd, const std::string& hostname,
-                                  const std::string& root);
+// Whether this process was started as a vNode init (`pcomponent
+// --vnode-init ...`): main() checks it first and then calls vnode_init_main.
+bool is_vnode_init(int argc, char** argv);
+
+// The entry point of a vNode init, run inside the vNode's fresh namespaces
+// with the arguments the launcher gave it: never returns.
+[[noreturn]] void vnode_init_main(int argc, char** argv);
 
 }  // namespace sk::pcomponent

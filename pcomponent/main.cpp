@@ -7,7 +7,6 @@
 // ROOT` (see launcher.h), recognised before anything else runs, since it is
 // started inside the vNode's fresh namespaces and must not start threads or
 // parse the daemon's flags.
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -23,14 +22,7 @@
 int main(int argc, char** argv) {
   // Before any thread exists, so that every thread inherits the mask.
   sk::pcomponent::block_sigchld();
-  // A shell starts background jobs (scripts/local-cluster's daemons) with
-  // SIGINT and SIGQUIT ignored; the programs would inherit that through
-  // exec, and Ctrl-C from the console would never reach them.
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGQUIT, SIG_DFL);
-  if (argc == 5 && std::strcmp(argv[1], "--vnode-init") == 0) {
-    sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
-  }
+  if (sk::pcomponent::is_vnode_init(argc, argv)) sk::pcomponent::vnode_init_main(argc, argv);
 
   sk::Daemon daemon("pcomponent", sk::NodeKind::kPcomponent,
                     "runs vNodes' processes, caching their remote memory locally");

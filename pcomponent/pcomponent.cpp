@@ -83,18 +83,24 @@ Result<wire::Bytes> Pcomponent::vnode_create(const rpc::Message& request) {
     log.info("vNode {} '{}': root from sComponent {} on {}", setup.vnode, setup.name.view(),
              scomponent, root.string());
   }
-  std::lock_guard lock(m_mutex);
-  auto [it, inserted] = m_vnodes.try_emplace(setup.vnode);
-  if (!inserted && it->second.name != setup.name.view()) {
-    // The monitor owns ids: one that comes back with another name means it
-    // restarted and the old vNode is gone (the storage moved its root
-    // already). FIXME: kill the old vNode's processes here once processes
-    // run.
-    log.warn("vNode {} was '{}' and is now '{}'", setup.vnode, it->second.name, setup.name.view());
+  Vnode entry{setup.vnode, setup.name.str(), cache, setup.memory, scomponent};
+  {
+    std::lock_guard lock(m_mutex);
+    auto [it, inserted] = m_vnodes.try_emplace(setup.vnode);
+    if (!inserted && it->second.name != setup.name.view()) {
+      // The monitor owns ids: one that comes back with another name means it
+      // restarted and the old vNode is gone (the storage moved its root
+      // already). FIXME: kill the old vNode's processes here once processes
+      // run.
+      log.warn("vNode {} was '{}' and is now '{}'", setup.vnode, it->second.name,
+               setup.name.view());
+    }
+    it->second = entry;
   }
-  it->second = Vnode{setup.vnode, setup.name.str(), cache, scomponent};
-  log.info("hosting vNode {} '{}' (ExCache budget {})", setup.vnode, setup.name.view(),
-           format_size(cache));
+  if (m_observer) m_observer(setup.vnode, &entry);
+  log.info("hosting vNode {} '{}' (ExCache budget {}, memory quota {})", setup.vnode,
+           setup.name.view(), format_size(cache),
+           setup.memory == 0 ? std::string("none") : format_size(setup.memory));
   return wire::Bytes{};
 }
 
@@ -109,6 +115,7 @@ Result<wire::Bytes> Pcomponent::vnode_destroy(const rpc::Message& request) {
   // FIXME: the process manager must end the vNode's programs first; until
   // then a program still inside sees its root go (ENOTCONN).
   m_storage.drop(teardown.vnode);
+  if (m_observer) m_observer(teardown.vnode, nullptr);
   log.info("no longer hosting vNode {}", teardown.vnode);
   return wire::Bytes{};
 }

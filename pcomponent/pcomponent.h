@@ -24,6 +24,7 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -40,8 +41,14 @@ class Pcomponent {
     VnodeId id = kNoVnode;
     std::string name;
     uint64_t cache = 0;      // ExCache budget in bytes
+    uint64_t memory = 0;     // memory quota in bytes (0: none)
     std::string scomponent;  // where its root lives ("" if the monitor did not say)
   };
+  // Told of every vNode created (or updated) here, and of every vNode
+  // destroyed (`now` null), on the worker thread, after the table changed:
+  // the memory manager's budgets and quotas (MemoryManager::set_vnode /
+  // drop_vnode).
+  using VnodeObserver = std::function<void(VnodeId vnode, const Vnode* now)>;
 
   // excache: the ExCache budget, in bytes, shared by all local processes.
   // `storage` mounts the vNodes' roots; it must outlive the component.
@@ -61,6 +68,9 @@ class Pcomponent {
   // The vNodes' roots, for the process manager.
   Storage& storage() { return m_storage; }
 
+  // Set it before the component serves requests.
+  void set_vnode_observer(VnodeObserver observer) { m_observer = std::move(observer); }
+
   // Finishes the requests in hand and refuses new ones (ESHUTDOWN).
   // Idempotent; the destructor calls it.
   void stop();
@@ -78,6 +88,7 @@ class Pcomponent {
   mutable std::mutex m_mutex;  // guards m_vnodes, m_stopping; posting to m_workers
   std::map<VnodeId, Vnode> m_vnodes;
   bool m_stopping = false;
+  VnodeObserver m_observer;  // set before serving; called on the worker
   // One thread: vNode creates and destroys are rare, and in order they
   // cannot race each other's mounts.
   boost::asio::thread_pool m_workers{1};

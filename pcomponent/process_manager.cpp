@@ -61,7 +61,7 @@ ProcessManager::ProcessManager(Launcher& launcher, Storage& storage, Options opt
       m_pump(
           options.pump,
           [this](const RunPump::Run& run, int signo) {
-            log.info("run {}: nobody takes its output any more; sending signal {}", run.id,
+            log.info("run {}: its console is gone; hanging it up (signal {})", run.id,
                      signo);
             (void)signal_group(m_launcher, run.pid, signo);
           },
@@ -70,7 +70,9 @@ ProcessManager::ProcessManager(Launcher& launcher, Storage& storage, Options opt
   if (auto started = m_pump.start(); !started) {
     log.error("cannot run programs: {}", started.error().text());
     m_stopping = true;
+    return;
   }
+  m_exits->pump = &m_pump;
 }
 
 ProcessManager::~ProcessManager() { stop(); }
@@ -86,6 +88,10 @@ void ProcessManager::stop() {
   }
   for (pid_t pid : pids) (void)signal_group(m_launcher, pid, SIGKILL);
   m_workers.join();
+  {
+    std::lock_guard lock(m_exits->mutex);
+    m_exits->pump = nullptr;
+  }
   m_pump.stop();
 }
 
@@ -243,9 +249,10 @@ void ProcessManager::start(const wire::RunCommand& command, VnodeId vnode,
   spec.stdin_fd = in->first;
   spec.stdout_fd = out->second;
   spec.stderr_fd = err->second;
-  auto pid = m_launcher.launch(spec, [this, run](ExitStatus status) {
+  auto pid = m_launcher.launch(spec, [exits = m_exits, run](ExitStatus status) {
     // The tracer's thread: only queue it.
-    m_pump.exited(run, status);
+    std::lock_guard lock(exits->mutex);
+    if (exits->pump != nullptr) exits->pump->exited(run, status);
   });
   // The program has its copies now (or never will).
   close_all({in->first, out->second, err->second});

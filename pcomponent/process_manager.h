@@ -103,9 +103,18 @@ class ProcessManager {
   bool post(std::function<void()> work);
   void finished(uint64_t run);
 
+  // What the launcher's exit callbacks reach the pump through: they may
+  // run after the manager is gone (the launcher outlives it), and then
+  // find no pump.
+  struct ExitSink {
+    std::mutex mutex;
+    RunPump* pump = nullptr;  // null once stopped
+  };
+
   Launcher& m_launcher;
   Storage& m_storage;
   RunPump m_pump;
+  std::shared_ptr<ExitSink> m_exits = std::make_shared<ExitSink>();
 
   mutable std::mutex m_mutex;  // guards everything below
   bool m_stopping = false;

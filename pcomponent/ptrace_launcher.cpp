@@ -5,7 +5,9 @@
 // poll() on an eventfd (commands from other threads) and a signalfd for
 // SIGCHLD, with a short timeout as a safety net for a SIGCHLD consumed by a
 // thread that did not block it; each wake-up reaps every state change with
-// waitpid(WNOHANG | __WALL).
+// waitpid(WNOHANG | __WALL | __WNOTHREAD): __WNOTHREAD because without it a
+// wait reaps the children and tracees of every thread of the process, so
+// another launcher's tracer (or any thread that waits) would steal ours.
 //
 // Lock order: m_commands_mutex and m_stats_mutex are leaves (never nested).
 #include <fcntl.h>
@@ -13,9 +15,11 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -26,6 +30,8 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -34,7 +40,10 @@
 #include "abi/syscall_table.h"
 #include "kernel/log.h"
 #include "pcomponent/init_protocol.h"
+#include "pcomponent/inject.h"
+#include "pcomponent/memory/drop.h"
 #include "pcomponent/launcher.h"
+#include "pcomponent/userfault.h"
 
 extern char** environ;
 
@@ -53,8 +62,29 @@ constexpr int kSpawnTimeoutMs = 10000;
 // The safety-net wake-up of the tracer loop.
 constexpr int kPollTimeoutMs = 50;
 
+// TRACESYSGOOD marks syscall-exit stops (SIGTRAP | 0x80), which the memory
+// hooks ask for after a traced mmap/brk/mremap.
 constexpr long kTraceOptions = PTRACE_O_TRACESECCOMP | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |
-                               PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+                               PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL |
+                               PTRACE_O_TRACESYSGOOD;
+constexpr int kSyscallExitStop = SIGTRAP | 0x80;
+constexpr uint64_t kPage = 4096;
+
+uint64_t page_up(uint64_t value) { return (value + kPage - 1) & ~(kPage - 1); }
+
+// Field 47 of /proc/PID/stat, start_brk: the program break right after exec.
+uint64_t start_brk(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  for (int index = 3; fields >> field; ++index) {
+    if (index == 47) return std::stoull(field);
+  }
+  return 0;
+}
 
 class Fd {
  public:
@@ -218,6 +248,9 @@ class PtraceLauncher final : public Launcher {
     return m_stats;
   }
 
+  void attach_memory(memory::AddressSpaceEvents* events) override { m_events = events; }
+  memory::PageDropper& page_dropper() override { return m_dropper; }
+
  private:
   struct VnodeInit {
     pid_t pid = -1;
@@ -230,7 +263,44 @@ class PtraceLauncher final : public Launcher {
     VnodeId vnode = kNoVnode;
     pid_t launched = -1;
     bool thread = false;  // a thread of another tracee, not a process
+    pid_t tgid = -1;      // the process it is a thread of (itself for a leader)
+    // A traced memory call between its seccomp stop and its exit stop.
+    long pending_call = -1;
+    uint64_t pending_args[3] = {};
   };
+  // Per process (thread group), for the memory hooks.
+  struct Process {
+    uint64_t brk = 0;  // the program break as last seen
+  };
+
+  // The PageDropper the memory manager calls; the work runs on the tracer
+  // thread, which alone may ptrace.
+  class Dropper final : public memory::PageDropper {
+   public:
+    explicit Dropper(PtraceLauncher& launcher) : m_launcher(launcher) {}
+    Result<void> drop(pid_t pid, std::span<const memory::Region> ranges, const CopyOut& copy_out,
+                      const std::function<void()>& dropped) override {
+      auto done = m_launcher.on_tracer<int>([&]() -> Result<int> {
+        std::vector<memory::TraceeStop> others;
+        auto result = memory::drop_pages(pid, ranges, copy_out, dropped, others);
+        {
+          std::lock_guard lock(m_launcher.m_stats_mutex);
+          ++m_launcher.m_stats.drops;
+        }
+        // Stops that came in while the threads were being stopped are the
+        // tracer's, exactly as if its own waitpid had returned them.
+        for (const auto& stop : others) m_launcher.handle(stop.tid, stop.status);
+        if (!result) return std::move(result).error();
+        return 0;
+      });
+      if (!done) return std::move(done).error();
+      return {};
+    }
+
+   private:
+    PtraceLauncher& m_launcher;
+  };
+
 
   // Runs fn on the tracer thread and waits for its result.
   template <typename T>
@@ -250,6 +320,32 @@ class PtraceLauncher final : public Launcher {
   void wake() {
     uint64_t one = 1;
     (void)!::write(m_wake.get(), &one, sizeof one);
+  }
+
+  // A userfaultfd device node for one vNode, owned by the vNode's root so
+  // that its unprivileged programs can open it (the host's /dev/userfaultfd
+  // is root's alone), in a directory only that uid can enter. It lives on
+  // devtmpfs because other filesystems may be mounted nodev. The vNode init
+  // binds it at the vNode's /dev/userfaultfd.
+  Result<std::string> make_userfault_device(VnodeId vnode, uid_t owner) {
+    struct stat host;
+    if (::stat("/dev/userfaultfd", &host) != 0 || !S_ISCHR(host.st_mode)) {
+      return make_error(ENODEV, "this kernel has no /dev/userfaultfd");
+    }
+    std::string dir = "/dev/splitkernel";
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::from_errno("mkdir " + dir);
+    dir += "/" + std::to_string(::getpid()) + "-" + std::to_string(vnode);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Error::from_errno("mkdir " + dir);
+    std::string node = dir + "/userfaultfd";
+    ::unlink(node.c_str());
+    if (::mknod(node.c_str(), S_IFCHR | 0600, host.st_rdev) != 0) {
+      return Error::from_errno("mknod " + node);
+    }
+    if (::chown(dir.c_str(), owner, owner) != 0 || ::chown(node.c_str(), owner, owner) != 0) {
+      return Error::from_errno("chown " + node);
+    }
+    m_device_dirs.push_back(dir);
+    return node;
   }
 
   Result<VnodeInit*> ensure_init(const LaunchSpec& spec) {
@@ -276,11 +372,25 @@ class PtraceLauncher final : public Launcher {
 
     // Everything the child needs is prepared before clone(): between clone
     // and execve it may only make async-signal-safe calls.
+    uid_t base = kHostUidBase + spec.vnode * kIdsPerVnode;
     std::string exe = m_self_exe.string();
     std::string fd_text = std::to_string(child_end.get());
     std::string root = spec.root.string();
-    std::array<char*, 6> argv{exe.data(), const_cast<char*>("--vnode-init"), fd_text.data(),
-                              const_cast<char*>(spec.hostname.c_str()), root.data(), nullptr};
+    std::string uffd_device = "-";
+    if (m_events) {
+      auto device = make_userfault_device(spec.vnode, base);
+      if (device) {
+        uffd_device = device.value();
+      } else {
+        log.warn("vNode {}: no userfaultfd device ({}); its memory stays local", spec.vnode,
+                 device.error().text());
+      }
+    }
+    std::string memory_mode = m_events ? "memory" : "local";
+    std::array<char*, 8> argv{exe.data(),         const_cast<char*>("--vnode-init"),
+                              fd_text.data(),     const_cast<char*>(spec.hostname.c_str()),
+                              root.data(),        uffd_device.data(),
+                              memory_mode.data(), nullptr};
     int child_fd = child_end.get();
     int sync_fd = sync_read.get();
 
@@ -304,7 +414,6 @@ class PtraceLauncher final : public Launcher {
     child_end.reset();
     sync_read.reset();
 
-    uid_t base = kHostUidBase + spec.vnode * kIdsPerVnode;
     std::string map = "0 " + std::to_string(base) + " " + std::to_string(kIdsPerVnode) + "\n";
     std::string proc = "/proc/" + std::to_string(pid);
     auto mapped = write_file(proc + "/uid_map", map);
@@ -383,7 +492,7 @@ class PtraceLauncher final : public Launcher {
       return make_error(error, "ptrace the program");
     }
     m_launched[pid] = Launched{std::move(on_exit)};
-    m_tracees[pid] = Tracee{spec.vnode, pid, false};
+    m_tracees[pid] = Tracee{spec.vnode, pid, false, pid};
     {
       std::lock_guard lock(m_stats_mutex);
       ++m_stats.launched;
@@ -428,12 +537,16 @@ class PtraceLauncher final : public Launcher {
     }
     for (auto& command : abandoned) command();  // they see m_stopping
     for (auto& [vnode, init] : m_inits) ::kill(init.pid, SIGKILL);
+    for (const auto& dir : m_device_dirs) {
+      ::unlink((dir + "/userfaultfd").c_str());
+      ::rmdir(dir.c_str());
+    }
   }
 
   void reap() {
     for (;;) {
       int status = 0;
-      pid_t pid = ::waitpid(-1, &status, WNOHANG | __WALL);
+      pid_t pid = ::waitpid(-1, &status, WNOHANG | __WALL | __WNOTHREAD);
       if (pid <= 0) return;
       handle(pid, status);
     }
@@ -448,7 +561,14 @@ class PtraceLauncher final : public Launcher {
           break;
         }
       }
-      m_tracees.erase(pid);
+      if (auto tracee = m_tracees.find(pid); tracee != m_tracees.end()) {
+        bool process = !tracee->second.thread;
+        m_tracees.erase(tracee);
+        if (process) {
+          m_processes.erase(pid);
+          if (m_events) m_events->on_exit(pid);
+        }
+      }
       if (auto it = m_launched.find(pid); it != m_launched.end()) {
         auto on_exit = std::move(it->second.on_exit);
         m_launched.erase(it);
@@ -463,6 +583,10 @@ class PtraceLauncher final : public Launcher {
     }
     int signo = WSTOPSIG(status);
     int event = status >> 16;
+    if (event == 0 && signo == kSyscallExitStop) {
+      on_syscall_exit(pid);
+      return;
+    }
     switch (event) {
       case PTRACE_EVENT_SECCOMP:
         on_seccomp(pid);
@@ -476,16 +600,27 @@ class PtraceLauncher final : public Launcher {
         // thread; anything else is a new process of the same vNode.
         if (auto parent = m_tracees.find(pid); parent != m_tracees.end() && child != 0) {
           bool thread = event == PTRACE_EVENT_CLONE && is_thread(static_cast<pid_t>(child));
-          m_tracees[static_cast<pid_t>(child)] =
-              Tracee{parent->second.vnode, parent->second.launched, thread};
+          pid_t child_pid = static_cast<pid_t>(child);
+          m_tracees[child_pid] = Tracee{parent->second.vnode, parent->second.launched, thread,
+                                        thread ? parent->second.tgid : child_pid};
+          if (!thread) {
+            m_processes[child_pid] = m_processes[parent->second.tgid];
+            if (m_events) m_events->on_fork(parent->second.tgid, child_pid);
+          }
         }
         std::lock_guard lock(m_stats_mutex);
         ++(event == PTRACE_EVENT_CLONE ? m_stats.threads : m_stats.forks);
         break;
       }
       case PTRACE_EVENT_EXEC: {
-        std::lock_guard lock(m_stats_mutex);
-        ++m_stats.execs;
+        {
+          std::lock_guard lock(m_stats_mutex);
+          ++m_stats.execs;
+        }
+        if (m_events) {
+          attach_after_exec(pid);  // resumes the tracee itself
+          return;
+        }
         break;
       }
       case PTRACE_EVENT_STOP:
@@ -530,13 +665,130 @@ class PtraceLauncher final : public Launcher {
       if (refuse) ++m_stats.refused[name];
     }
     if (refuse) {
-      // Syscall number -1 skips the call; rax becomes its return value.
-      regs.orig_rax = static_cast<unsigned long long>(-1);
-      regs.rax = static_cast<unsigned long long>(-ENOSYS);
-      ::ptrace(PTRACE_SETREGS, pid, nullptr, &regs);
+      fail_syscall(pid, regs, -ENOSYS);
       log.debug("refused {} from host pid {}", name, pid);
+    } else if (m_events && call->route == abi::Route::kTraced) {
+      on_memory_call(pid, regs);
+      return;
     }
     ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+  }
+
+  // Skips the call the tracee is entering; `result` becomes its return value.
+  static void fail_syscall(pid_t pid, user_regs_struct& regs, long result) {
+    regs.orig_rax = static_cast<unsigned long long>(-1);
+    regs.rax = static_cast<unsigned long long>(result);
+    ::ptrace(PTRACE_SETREGS, pid, nullptr, &regs);
+  }
+
+  // ---- memory hooks (see memory/memory_manager.h) ---------------------------
+
+  // At the exec event: take the new mm's userfaultfd and hand the process's
+  // anonymous regions to the memory manager, then let it run.
+  void attach_after_exec(pid_t pid) {
+    auto tracee = m_tracees.find(pid);
+    VnodeId vnode = tracee != m_tracees.end() ? tracee->second.vnode : kNoVnode;
+    // The event stop is inside execve; injection needs it finished.
+    auto stepped = step_out_of_syscall(pid);
+    Result<Userfault> uffd = stepped ? Result<Userfault>(Userfault{}) : stepped.error();
+    if (stepped) {
+      Injector injector(pid);
+      uffd = acquire_userfault(pid, injector);
+    }
+    m_processes[pid].brk = start_brk(pid);
+    {
+      std::lock_guard lock(m_stats_mutex);
+      ++(uffd ? m_stats.userfaults : m_stats.fallbacks);
+    }
+    if (!uffd) {
+      // Its memory stays local; its commits still count against the quota.
+      log.warn("host pid {}: memory stays local: {}", pid, uffd.error().text());
+      uffd = Userfault{};
+    }
+    auto regions = memory::private_anonymous_regions(pid);
+    m_events->on_exec(pid, vnode, uffd.value(),
+                      regions ? std::move(regions).value() : std::vector<memory::Region>{});
+    ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+  }
+
+  // At the seccomp stop of mmap, brk, mremap or mprotect: refuse what the
+  // vNode's quota cannot hold (ENOMEM, as Linux does at its commit limit),
+  // else let the call run and stop again at its exit to learn what it mapped.
+  // What counts is what Linux commits: writable private anonymous memory.
+  void on_memory_call(pid_t tid, user_regs_struct& regs) {
+    auto tracee = m_tracees.find(tid);
+    if (tracee == m_tracees.end()) {
+      ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+      return;
+    }
+    pid_t tgid = tracee->second.tgid;
+    long number = static_cast<long>(regs.orig_rax);
+    uint64_t commit = 0;
+    if (number == SYS_mmap) {
+      uint64_t flags = regs.r10;
+      if (!(flags & MAP_ANONYMOUS) || (flags & MAP_TYPE) != MAP_PRIVATE) {
+        ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);  // not the memory manager's
+        return;
+      }
+      if (regs.rdx & PROT_WRITE) commit = page_up(regs.rsi);
+    } else if (number == SYS_brk) {
+      uint64_t current = m_processes[tgid].brk;
+      if (current != 0 && regs.rdi > current) commit = page_up(regs.rdi) - page_up(current);
+    } else if (number == SYS_mremap) {
+      if (regs.rdx > regs.rsi) commit = page_up(regs.rdx) - page_up(regs.rsi);
+    } else if (number == SYS_mprotect) {
+      if (!(regs.rdx & PROT_WRITE)) {
+        ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+        return;
+      }
+      commit = page_up(regs.rsi);
+    }
+    if (commit > 0) {
+      if (auto allowed = m_events->reserve(tgid, commit); !allowed) {
+        // brk reports failure by returning the unchanged break.
+        long result = number == SYS_brk ? static_cast<long>(m_processes[tgid].brk) : -ENOMEM;
+        fail_syscall(tid, regs, result);
+        ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+        return;
+      }
+    }
+    tracee->second.pending_call = number;
+    tracee->second.pending_args[0] = regs.rdi;
+    tracee->second.pending_args[1] = regs.rsi;
+    tracee->second.pending_args[2] = regs.rdx;
+    ::ptrace(PTRACE_SYSCALL, tid, nullptr, nullptr);
+  }
+
+  void on_syscall_exit(pid_t tid) {
+    auto tracee = m_tracees.find(tid);
+    user_regs_struct regs;
+    if (tracee == m_tracees.end() || tracee->second.pending_call < 0 ||
+        ::ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) {
+      ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+      return;
+    }
+    pid_t tgid = tracee->second.tgid;
+    long number = std::exchange(tracee->second.pending_call, -1);
+    const uint64_t* args = tracee->second.pending_args;
+    uint64_t result = regs.rax;
+    bool failed = result > static_cast<uint64_t>(-4096);
+    if (number == SYS_mmap && !failed) {
+      m_events->on_map(tgid, result, page_up(args[1]), (args[2] & PROT_WRITE) != 0);
+    } else if (number == SYS_brk) {
+      uint64_t& brk = m_processes[tgid].brk;
+      if (brk != 0 && page_up(result) > page_up(brk)) {
+        m_events->on_map(tgid, page_up(brk), page_up(result) - page_up(brk), true);
+      }
+      brk = result;
+    } else if (number == SYS_mremap && !failed && args[2] > args[1]) {
+      // Grown in place or moved: the part beyond the old length is new.
+      m_events->on_map(tgid, result + page_up(args[1]), page_up(args[2]) - page_up(args[1]), true);
+    } else if (number == SYS_mprotect && !failed) {
+      // Made writable: committed now (the memory manager ignores ranges
+      // that are not its private anonymous regions).
+      m_events->on_map(tgid, args[0], page_up(args[1]), true);
+    }
+    ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
   }
 
   std::filesystem::path m_self_exe;
@@ -554,6 +806,12 @@ class PtraceLauncher final : public Launcher {
   std::unordered_map<VnodeId, VnodeInit> m_inits;
   std::unordered_map<pid_t, Launched> m_launched;
   std::unordered_map<pid_t, Tracee> m_tracees;
+  std::unordered_map<pid_t, Process> m_processes;
+
+  // Set once, before the first launch (attach_memory).
+  memory::AddressSpaceEvents* m_events = nullptr;
+  Dropper m_dropper{*this};
+  std::vector<std::string> m_device_dirs;  // tracer thread
 };
 
 }  // namespace

@@ -139,8 +139,19 @@ void RunPump::loop() {
   ::pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 
   std::array<epoll_event, kMaxEvents> events;
+  auto next_tick = Clock::now() + m_options.tick;
   for (;;) {
-    int ready = ::epoll_wait(m_epoll, events.data(), kMaxEvents, -1);
+    // Ticks only while there are runs to look after.
+    int timeout = -1;
+    if (!m_runs.empty()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    int ready = ::epoll_wait(m_epoll, events.data(), kMaxEvents, timeout);
+    if (Clock::now() >= next_tick) {
+      next_tick = Clock::now() + m_options.tick;
+      tick();
+    }
     if (ready < 0) {
       if (errno == EINTR) continue;
       log.error("epoll_wait: {}", std::strerror(errno));
@@ -215,31 +226,71 @@ void RunPump::read_output(Run& run, Watch which) {
   run.monitor->call_async(
       wire::Opcode::P2MON_OUTPUT, run.vnode,
       wire::encode(head, wire::ByteView(buffer.data(), static_cast<size_t>(n))),
-      m_options.output_timeout, [this, shared](Result<fabric::Message> reply) {
+      m_options.output_timeout, [this, shared, which](Result<fabric::Message> reply) {
         auto checked = rpc::check_reply(std::move(reply));
         Result<void> answer = checked ? Result<void>() : Result<void>(std::move(checked).error());
-        post([this, shared, answer = std::move(answer)]() mutable {
-          output_answered(shared, std::move(answer));
+        post([this, shared, which, answer = std::move(answer)]() mutable {
+          output_answered(shared, which, std::move(answer));
         });
       });
 }
 
-void RunPump::output_answered(const std::shared_ptr<Run>& run, Result<void> answer) {
+void RunPump::output_answered(const std::shared_ptr<Run>& run, Watch which, Result<void> answer) {
   if (run->in_flight > 0) --run->in_flight;
-  if (!answer && !run->detached) {
-    log.info("run {}: output not taken ({}); dropping its output from now on", run->id,
-             answer.error().text());
-    detach(*run, answer.error().code());
+  if (!answer) {
+    int code = answer.error().code();
+    if (code == EPIPE) {
+      // The console's end of this stream is closed (`splitctl run ... |
+      // head -1`): so is the program's, as a pipe's would be. Its next
+      // write gets SIGPIPE (or EPIPE), exactly as natively.
+      int fd = which == Watch::kOut ? run->out : run->err;
+      if (fd >= 0) {
+        log.debug("run {}: the console closed its {}", run->id,
+                  which == Watch::kOut ? "stdout" : "stderr");
+        close_fd(*run, which);
+      }
+    } else if (!run->detached) {
+      log.info("run {}: output not taken ({}); hanging it up", run->id, answer.error().text());
+      detach(*run);
+    }
   }
   update_watches(run);
   maybe_finish(run);
 }
 
-void RunPump::detach(Run& run, int code) {
+// The console is gone (or unreachable): like a terminal that hung up. The
+// program gets SIGHUP (when the console left, the monitor sent one too: a
+// second is harmless, and a run the monitor forgot gets none otherwise);
+// its output is read and dropped for a grace period, so
+// that the hang-up, not a broken pipe, is what it sees first, and then its
+// outputs close (a program that ignores SIGHUP gets SIGPIPE or EPIPE on its
+// next write instead of running on for nobody).
+void RunPump::detach(Run& run) {
   run.detached = true;
   ++m_counters.detached;
-  if (run.exit) return;  // nobody left to hang up
-  if (m_hang_up) m_hang_up(run, code == EPIPE ? SIGPIPE : SIGHUP);
+  if (!run.exit && m_hang_up) m_hang_up(run, SIGHUP);
+  run.close_at = Clock::now() + m_options.hang_up_grace;
+}
+
+// Every tick: runs whose monitor connection closed (the monitor died, or
+// this pComponent rejoined on a new connection) are hung up, even quiet
+// ones; the grace of detached runs ends.
+void RunPump::tick() {
+  auto now = Clock::now();
+  std::vector<std::shared_ptr<Run>> runs;
+  for (auto& [id, run] : m_runs) runs.push_back(run);
+  for (auto& run : runs) {
+    if (!run->detached && !run->monitor->is_open()) {
+      log.info("run {}: the monitor connection is gone; hanging it up", run->id);
+      detach(*run);
+    }
+    if (run->close_at && now >= *run->close_at) {
+      run->close_at.reset();
+      close_fd(*run, Watch::kOut);
+      close_fd(*run, Watch::kErr);
+      maybe_finish(run);
+    }
+  }
 }
 
 void RunPump::write_input(Run& run) {

@@ -12,10 +12,14 @@
 // reached end of file and every chunk was answered, it sends P2MON_EXIT and
 // forgets the run.
 //
-// If a chunk of output fails (the console left: ENOENT; its stdout is
-// closed: EPIPE; the monitor is gone: ECONNRESET), the run is detached: its
-// output is read and dropped from then on, and the program is hung up once
-// (`hang_up`: SIGPIPE after EPIPE, else SIGHUP), as a terminal would.
+// If a chunk of output fails because the console's end of that stream is
+// closed (EPIPE: `splitctl run ... | head -1`), the program's end of it is
+// closed too, so its next write gets SIGPIPE as with a native pipe. If it
+// fails otherwise (the console left: ENOENT; the monitor is gone:
+// ECONNRESET, ETIMEDOUT), or the monitor connection is found closed (a
+// tick looks every `tick`), the run is detached, like a terminal that hung
+// up: the program gets SIGHUP (`hang_up`), its output is dropped for
+// `hang_up_grace`, then its outputs close.
 //
 // Threads: every public method from any thread; they only queue a command
 // and wake the pump thread (epoll over the runs' pipes and an eventfd), so
@@ -49,6 +53,8 @@ class RunPump {
     // A chunk of output waits this long for the console's answer.
     Duration output_timeout = std::chrono::hours(1);
     Duration exit_timeout = std::chrono::seconds(30);
+    Duration tick = std::chrono::milliseconds(250);
+    Duration hang_up_grace = std::chrono::seconds(1);
   };
 
   // One run as the pump sees it. The process manager fills the first
@@ -82,6 +88,7 @@ class RunPump {
     bool in_watched = false;
     uint32_t in_flight = 0;
     bool detached = false;
+    std::optional<Clock::time_point> close_at;  // detached: when the outputs close
     std::optional<ExitStatus> exit;
     std::deque<Input> input;
   };
@@ -127,13 +134,14 @@ class RunPump {
   void loop();
   void on_ready(int fd, uint32_t events);
   void read_output(Run& run, Watch which);
-  void output_answered(const std::shared_ptr<Run>& run, Result<void> answer);
+  void output_answered(const std::shared_ptr<Run>& run, Watch which, Result<void> answer);
   void write_input(Run& run);
   void close_fd(Run& run, Watch which);
   void update_watches(const std::shared_ptr<Run>& run);
   void watch(const std::shared_ptr<Run>& run, Watch which, bool on);
-  void detach(Run& run, int code);
+  void detach(Run& run);
   void maybe_finish(const std::shared_ptr<Run>& run);
+  void tick();
   void fail_input(Run& run, const Error& error);
 
   const Options m_options;

@@ -7,7 +7,7 @@
 
 namespace sk::pcomponent {
 
-Result<scmp_filter_ctx> build_seccomp_filter() {
+Result<scmp_filter_ctx> build_seccomp_filter(TraceMemory trace_memory) {
   scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
   if (filter == nullptr) return make_error(ENOMEM, "seccomp_init");
   auto fail = [&](int error, std::string what) -> Error {
@@ -19,6 +19,7 @@ Result<scmp_filter_ctx> build_seccomp_filter() {
   }
   for (const auto& call : abi::syscalls()) {
     if (call.route == abi::Route::kNative) continue;
+    if (call.route == abi::Route::kTraced && trace_memory == TraceMemory::kNo) continue;
     // The tracer tells traced from refused calls by the number, so the
     // filter's data value is not needed.
     if (int error = seccomp_rule_add(filter, SCMP_ACT_TRACE(0), call.number, 0)) {

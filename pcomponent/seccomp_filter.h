@@ -11,8 +11,13 @@
 
 namespace sk::pcomponent {
 
+// Whether the calls routed kTraced (the memory manager's mmap, brk, mremap)
+// stop in the tracer: only when the pComponent disaggregates memory, so that
+// a pComponent without an mComponent pays nothing for them.
+enum class TraceMemory { kNo, kYes };
+
 // The filter context; owned by the caller for the life of the process (the
 // vNode init keeps it to load into each program it forks).
-Result<scmp_filter_ctx> build_seccomp_filter();
+Result<scmp_filter_ctx> build_seccomp_filter(TraceMemory trace_memory);
 
 }  // namespace sk::pcomponent

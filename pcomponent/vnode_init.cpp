@@ -24,6 +24,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -72,16 +74,16 @@ Result<void> mount_or_error(const char* source, const std::string& target, const
   return {};
 }
 
-// Creates an empty file to bind a device node over.
-Result<void> bind_device(const std::string& dev, const char* name) {
+// Binds the host device node `source` at dev/name (over an empty file).
+Result<void> bind_device(const std::string& dev, const char* name, const std::string& source) {
   std::string target = dev + "/" + name;
   int fd = ::open(target.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
   if (fd < 0) return Error::from_errno("create " + target);
   ::close(fd);
-  return mount_or_error((std::string("/dev/") + name).c_str(), target, nullptr, MS_BIND, nullptr);
+  return mount_or_error(source.c_str(), target, nullptr, MS_BIND, nullptr);
 }
 
-Result<void> setup_root(const std::string& root) {
+Result<void> setup_root(const std::string& root, const std::string& uffd_device) {
   // Nothing we mount may propagate back to the pComponent's namespace.
   TRY(mount_or_error(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
   TRY(mount_or_error(root.c_str(), root, nullptr, MS_BIND | MS_REC, nullptr));
@@ -95,8 +97,11 @@ Result<void> setup_root(const std::string& root) {
   std::string dev = root + "/dev";
   TRY(mount_or_error("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=1m"));
   for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
-    TRY(bind_device(dev, name));
+    TRY(bind_device(dev, name, std::string("/dev/") + name));
   }
+  // The vNode's own userfaultfd device (owned by its root, see the launcher),
+  // through which the memory manager creates each program's userfaultfd.
+  if (uffd_device != "-") TRY(bind_device(dev, "userfaultfd", uffd_device));
   for (auto [link, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
                               {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}}) {
     if (::symlink(target, (dev + "/" + link).c_str()) != 0) {
@@ -279,8 +284,23 @@ void serve_spawn(int socket, Spawn spawn, scmp_filter_ctx filter) {
 
 }  // namespace
 
-[[noreturn]] void vnode_init_main(int control_fd, const std::string& hostname,
-                                  const std::string& root) {
+bool is_vnode_init(int argc, char** argv) {
+  return argc >= 2 && std::strcmp(argv[1], "--vnode-init") == 0;
+}
+
+// argv: pcomponent --vnode-init CONTROL_FD HOSTNAME ROOT UFFD_DEVICE MEMORY
+// UFFD_DEVICE is a host device node for the vNode's /dev/userfaultfd, or
+// "-"; MEMORY is "memory" when mmap/brk/mremap are traced, else "local".
+[[noreturn]] void vnode_init_main(int argc, char** argv) {
+  if (argc != 7) {
+    std::fprintf(stderr, "vnode init: expected 5 arguments, got %d\n", argc - 2);
+    ::_exit(2);
+  }
+  int control_fd = std::atoi(argv[2]);
+  std::string hostname = argv[3];
+  std::string root = argv[4];
+  std::string uffd_device = argv[5];
+  auto trace_memory = std::string(argv[6]) == "memory" ? TraceMemory::kYes : TraceMemory::kNo;
   ::prctl(PR_SET_NAME, "vnode-init");
   // If the pComponent dies, so does the vNode on it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -288,11 +308,11 @@ void serve_spawn(int socket, Spawn spawn, scmp_filter_ctx filter) {
     send_failure(control_fd, errno, std::string("sethostname: ") + std::strerror(errno));
     ::_exit(1);
   }
-  if (auto ok = setup_root(root); !ok) {
+  if (auto ok = setup_root(root, uffd_device); !ok) {
     send_failure(control_fd, ok.error().code(), ok.error().text());
     ::_exit(1);
   }
-  auto filter = build_seccomp_filter();
+  auto filter = build_seccomp_filter(trace_memory);
   if (!filter) {
     send_failure(control_fd, filter.error().code(), filter.error().text());
     ::_exit(1);

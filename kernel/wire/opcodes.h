@@ -4,7 +4,7 @@
 //   CTL2MON_ the console (splitctl) to the monitor
 //   MON2P_, MON2M_, MON2S_  the monitor to a p/m/sComponent
 //   P2M_, P2S_  a pComponent to an m/sComponent
-//   P2MON_   a pComponent to the monitor (a run's output and exit)
+//   P2MON_   a pComponent to the monitor (a run's output and exit; memory placement)
 //   MON2CTL_ the monitor to the console (a run's output and exit)
 // A reply carries the request's opcode with kFlagReply set in the header.
 // The high byte of an opcode is its direction group.
@@ -48,6 +48,7 @@ namespace sk::wire {
   X(P2M_PAGE_WRITE, 0x0404)       \
   X(P2M_PAGE_FREE, 0x0405)        \
   X(P2M_MM_FORK, 0x0406)          \
+  X(P2M_PAGE_MOVE, 0x0407)        \
   X(P2S_GETATTR, 0x0501)          \
   X(P2S_OPEN, 0x0502)             \
   X(P2S_READ, 0x0503)             \
@@ -67,6 +68,7 @@ namespace sk::wire {
   X(P2S_STATFS, 0x0511)           \
   X(P2MON_OUTPUT, 0x0601)         \
   X(P2MON_EXIT, 0x0602)           \
+  X(P2MON_MEMORY_PLACE, 0x0603)   \
   X(MON2CTL_OUTPUT, 0x0701)       \
   X(MON2CTL_EXIT, 0x0702)
 

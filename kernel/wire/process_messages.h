@@ -27,9 +27,12 @@
 //                    The monitor acknowledges the pComponent's P2MON_OUTPUT
 //                    only after this reply, so a slow console slows the
 //                    program instead of growing buffers anywhere. An error
-//                    reply (EPIPE: the console's stdout is closed) is passed
-//                    back to the pComponent, which then stops sending output
-//                    and signals the program (SIGPIPE for EPIPE, else SIGHUP).
+//                    reply is passed back to the pComponent: EPIPE (the
+//                    console's stdout or stderr is closed, as in `splitctl
+//                    run ... | head -1`) closes the program's end of that
+//                    stream, so its next write gets SIGPIPE as natively; any
+//                    other error hangs the program up (SIGHUP) and its
+//                    output is dropped.
 //     MON2CTL_EXIT   RunExit + text   -> empty. The last message of a run:
 //                    the program's status (after all its output), or
 //                    kExitLost with a reason when the pComponent failed.
@@ -46,7 +49,8 @@
 //   connection the MON2P_RUN came on, i.e. its membership connection)
 //     P2MON_OUTPUT   RunOutput + data   -> empty once the console wrote it.
 //                    At most kRunOutputWindow chunks per run are unanswered.
-//                    ENOENT: the run has no console any more (stop sending).
+//                    ENOENT: the run has no console any more (the program is
+//                    hung up and its output dropped).
 //     P2MON_EXIT     RunExit            -> empty. Sent once the program has
 //                    exited and its stdout and stderr reached end of file
 //                    and every P2MON_OUTPUT of the run was answered.
@@ -55,8 +59,8 @@
 // console's connection closes, the monitor sends MON2P_SIGNAL SIGHUP for
 // each of its runs; if the pComponent fails, the monitor ends its runs
 // with MON2CTL_EXIT{kExitLost}; if the monitor fails, the console sees its
-// connection close and the pComponent's P2MON_OUTPUT fail, and it hangs
-// the program up (SIGHUP).
+// connection close, and the pComponent hangs the program up (SIGHUP) when
+// it finds its membership connection closed.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,7 @@
 #include "pcomponent/memory/excache.h"
 
+#include <algorithm>
+
 namespace sk::pcomponent::memory {
 
 ExCache::ExCache(uint64_t budget_pages, PolicyKind policy)
@@ -43,6 +45,38 @@ std::vector<PageKey> ExCache::insert(VnodeId vnode, const PageKey& page) {
     return largest->policy->victims(kEvictBatch);
   }
   return {};
+}
+
+void ExCache::add(VnodeId vnode, const PageKey& page) {
+  vnode_entry(vnode).policy->on_insert(page);
+  ++m_stats.resident;
+  ++m_stats.inserted;
+}
+
+std::vector<PageKey> ExCache::victims(size_t count) {
+  for (auto& [id, entry] : m_vnodes) {
+    if (entry.budget != 0 && entry.policy->size() > entry.budget) {
+      return entry.policy->victims(count);
+    }
+  }
+  if (m_stats.resident > m_budget) {
+    Vnode* largest = nullptr;
+    for (auto& [id, other] : m_vnodes) {
+      if (largest == nullptr || other.policy->size() > largest->policy->size()) largest = &other;
+    }
+    if (largest != nullptr) return largest->policy->victims(count);
+  }
+  return {};
+}
+
+uint64_t ExCache::excess(VnodeId vnode) const {
+  uint64_t most = m_stats.resident > m_budget ? m_stats.resident - m_budget : 0;
+  auto it = m_vnodes.find(vnode);
+  if (it != m_vnodes.end() && it->second.budget != 0 &&
+      it->second.policy->size() > it->second.budget) {
+    most = std::max<uint64_t>(most, it->second.policy->size() - it->second.budget);
+  }
+  return most;
 }
 
 void ExCache::remove(VnodeId vnode, const PageKey& page, bool evicted) {

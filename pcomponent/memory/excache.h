@@ -42,6 +42,20 @@ class ExCache {
   // stay counted until remove().
   std::vector<PageKey> insert(VnodeId vnode, const PageKey& page);
 
+  // A page became resident, without choosing victims: for a caller that
+  // asks victims() itself (the memory manager's eviction thread), so that
+  // the policy's hand moves only when pages are really evicted.
+  void add(VnodeId vnode, const PageKey& page);
+
+  // Up to `count` victims, as insert() chooses them (a vNode over its own
+  // budget first, else the vNode holding the most when the pComponent is
+  // over its budget), or none when every budget holds.
+  std::vector<PageKey> victims(size_t count);
+
+  // Pages over budget now for a page of `vnode`: the most over of the
+  // vNode's own budget and the pComponent's (0 when both hold).
+  uint64_t excess(VnodeId vnode) const;
+
   // A page is no longer resident (evicted, unmapped, or its process ended).
   void remove(VnodeId vnode, const PageKey& page, bool evicted);
 

@@ -5,25 +5,30 @@
 // Who does what:
 // - The tracer (pcomponent/ptrace_launcher.cpp) owns ptrace. After every
 //   execve it takes a userfaultfd for the new mm (pcomponent/userfault.h)
-//   and calls on_exec(); it stops traced mmap/brk/mremap calls and asks
-//   reserve() before they run (a refusal fails the call with ENOMEM, as
-//   Linux does at its commit limit) and reports what they mapped with
-//   on_map() after; it calls on_exit() when a process is gone. It also
-//   implements PageDropper, the only way to drop pages of a private mapping
-//   (an injected madvise(MADV_DONTNEED) while the process is stopped).
-// - The memory manager owns everything else: the fault thread(s) reading
+//   and calls on_exec(); it stops traced mmap/brk/mremap/mprotect calls and
+//   asks reserve() before those that add committed memory (a refusal fails
+//   the call with ENOMEM, as Linux does at its commit limit) and reports
+//   what they mapped with on_map() after; it calls on_fork() for every new
+//   process and on_exit() when a process is gone. It also implements
+//   PageDropper, the only way to drop pages of a private mapping (an
+//   injected madvise(MADV_DONTNEED) while the process is stopped), with
+//   drop_pages() from pcomponent/memory/drop.h.
+// - The memory manager owns everything else: the fault thread reading
 //   every uffd, the mComponent address spaces (P2M_MM_CREATE / _FORK /
 //   _FREE), fetching pages on missing faults (zero-fill locally for a page
 //   the mComponent never received: no round trip on first touch), prefetch
 //   for sequential faults, the ExCache (excache.h) and its evictions, the
-//   write-back of dirty victims, uffd events (FORK: the child gets a
+//   write-back of victims, uffd events (FORK: the child gets a
 //   copy-on-write duplicate on the mComponent; REMAP, REMOVE, UNMAP: keep
-//   the region map and the mComponent in step), statistics.
+//   the region map and the mComponent in step), the vNode's commit quota,
+//   statistics.
 //
-// Threads: the AddressSpaceEvents methods are called on the tracer thread
-// and must not block on the network for long (queue work to the fault
-// thread). PageDropper::drop() may be called from any thread and blocks until
-// the tracer has done it.
+// Threads: the AddressSpaceEvents methods are called on the tracer thread;
+// they never wait for the network (an exec's or exit's mComponent work is
+// queued). PageDropper::drop() is called from the memory manager's eviction
+// thread and blocks until the tracer has done it; the tracer calls the
+// copy_out and dropped callbacks on its own thread, and copy_out writes the
+// victims back to their mComponents (network) before it returns.
 #pragma once
 
 #include <sys/types.h>
@@ -50,19 +55,39 @@ class AddressSpaceEvents {
   virtual ~AddressSpaceEvents() = default;
 
   // `pid` has just exec'd (or was launched) into a fresh address space whose
-  // private anonymous regions (stack, .bss, heap) are `regions`; `uffd` was
-  // created for that mm (the memory manager owns and closes uffd.fd). The
-  // process stays stopped until this returns: register the regions here.
+  // private anonymous regions (stack, .bss, heap: private_anonymous_regions()
+  // in region_map.h reads them from /proc) are `regions`; `uffd` was created
+  // for that mm (the memory manager owns and closes uffd.fd). When taking
+  // the uffd failed, pass fd -1: the process then keeps its memory local
+  // (counted as a fallback) but its commits still count against the quota.
+  // The process stays stopped until this returns: the regions are
+  // registered here, before the program can touch them.
   virtual void on_exec(pid_t pid, VnodeId vnode, Userfault uffd,
                        std::vector<Region> regions) = 0;
 
-  // Before a traced mmap/brk/mremap that would add `bytes` of private
-  // anonymous memory to `pid`: may it? An error (ENOMEM) fails the call.
+  // `parent` made a new process `child` (fork, vfork, or clone without
+  // CLONE_THREAD); call it at the parent's PTRACE_EVENT_FORK/VFORK/CLONE
+  // stop, before resuming the parent. (The child's own first stop may come
+  // before or after: it need not wait.) The memory manager finds out
+  // itself whether the child shares the parent's mm (vfork, CLONE_VM) or
+  // got its own (then it matches the child with the uffd that
+  // UFFD_EVENT_FORK brought, which carries no pid).
+  virtual void on_fork(pid_t parent, pid_t child) = 0;
+
+  // Before a traced call that would add `bytes` of committed memory to
+  // `pid` (what Linux charges against its commit limit: a writable private
+  // mmap, brk growth, mremap growth, mprotect adding PROT_WRITE to a
+  // private mapping): may it? An error (ENOMEM) fails the call. Nothing is
+  // held: a call that then fails needs no undo.
   virtual Result<void> reserve(pid_t pid, uint64_t bytes) = 0;
 
-  // After such a call succeeded: [start, start + length) is new private
-  // anonymous memory of `pid` (the process is stopped until this returns).
-  virtual void on_map(pid_t pid, uint64_t start, uint64_t length) = 0;
+  // After such a call, or any other that made private anonymous memory
+  // (a PROT_NONE mmap too), succeeded: [start, start + length) is private
+  // anonymous memory of `pid` to register; `accounted` says whether it was
+  // reserved (counts against the quota until unmapped). Registering a range
+  // twice is harmless, so mremap may report its whole new range. The
+  // process is stopped until this returns.
+  virtual void on_map(pid_t pid, uint64_t start, uint64_t length, bool accounted) = 0;
 
   // `pid` (a whole process) is gone; free its address space everywhere.
   virtual void on_exit(pid_t pid) = 0;
@@ -73,12 +98,20 @@ class PageDropper {
  public:
   virtual ~PageDropper() = default;
 
-  // Stops every thread of `pid`, calls `copy_out` (which must save whatever
-  // of the ranges is dirty: nothing can write to them while it runs), drops
-  // the ranges with an injected madvise(MADV_DONTNEED), and resumes the
-  // threads. Blocks until done; fails with ESRCH if the process ended.
-  virtual Result<void> drop(pid_t pid, std::span<const Region> ranges,
-                            const std::function<Result<void>()>& copy_out) = 0;
+  // Saves the victims (copy_out) and returns the ranges that may be
+  // dropped now, a subset of those asked for.
+  using CopyOut = std::function<Result<std::vector<Region>>()>;
+
+  // Stops every thread of `pid`, calls `copy_out` (nothing can write to the
+  // process's memory while it runs), drops the ranges it returned with an
+  // injected madvise(MADV_DONTNEED) per range, calls `dropped` (still
+  // stopped), and resumes the threads. Blocks until done. Fails with ESRCH
+  // if the process ended, EAGAIN when no thread could take an injection
+  // just now (copy_out was not called; the memory manager tries again),
+  // or copy_out's error (nothing was dropped). drop_pages() in drop.h does
+  // all of this on the tracer thread.
+  virtual Result<void> drop(pid_t pid, std::span<const Region> ranges, const CopyOut& copy_out,
+                            const std::function<void()>& dropped) = 0;
 };
 
 struct MemoryStats {
@@ -91,7 +124,13 @@ struct MemoryStats {
   uint64_t resident_pages = 0;  // in the ExCache now
   uint64_t remote_pages = 0;    // held on mComponents for our processes
   uint64_t fallbacks = 0;       // processes left with local memory (no uffd)
+  uint64_t processes = 0;       // address spaces served now
+  uint64_t refused_reservations = 0;  // reserve() said ENOMEM
+  uint64_t failed_processes = 0;      // killed: their memory was lost
+  uint64_t parked_faults = 0;   // faults that waited for eviction (over budget)
   Histogram fault_latency;      // missing fault -> page installed, in ns
+  Histogram zero_fill_latency;  // the zero-filled faults alone
+  Histogram fetch_latency;      // the faults that fetched from an mComponent
 };
 
 // Per process, for `splitctl ps`.
@@ -104,8 +143,12 @@ class MemoryManager : public AddressSpaceEvents {
  public:
   virtual MemoryStats stats() const = 0;
   virtual ProcessMemory process(pid_t pid) const = 0;
-  // Budgets: the pComponent's (bytes) is fixed at creation; a vNode's own.
-  virtual void set_vnode_budget(VnodeId vnode, uint64_t bytes) = 0;
+  // A vNode hosted here: its ExCache budget in bytes (0: only the
+  // pComponent's) and its memory quota (what its processes may commit; 0:
+  // none). Again for the same vNode updates both.
+  virtual void set_vnode(VnodeId vnode, uint64_t cache, uint64_t memory) = 0;
+  // The vNode is gone (its processes are, too).
+  virtual void drop_vnode(VnodeId vnode) = 0;
 };
 
 }  // namespace sk::pcomponent::memory

@@ -1,5 +1,9 @@
 #include "pcomponent/memory/region_map.h"
 
+#include <fstream>
+#include <sstream>
+#include <string>
+
 namespace sk::pcomponent::memory {
 
 void RegionMap::add(uint64_t start, uint64_t end) {
@@ -70,6 +74,31 @@ uint64_t RegionMap::total_bytes() const {
   uint64_t total = 0;
   for (const auto& [start, end] : m_regions) total += end - start;
   return total;
+}
+
+Result<std::vector<Region>> private_anonymous_regions(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/maps";
+  std::ifstream maps(path);
+  if (!maps) return make_error(ESRCH, "cannot read " + path);
+  RegionMap regions;
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream fields(line);
+    std::string range, perms, offset, device, name;
+    uint64_t inode = 0;
+    if (!(fields >> range >> perms >> offset >> device >> inode)) continue;
+    std::getline(fields >> std::ws, name);
+    if (perms.size() < 4 || perms[3] != 'p' || inode != 0) continue;
+    bool anonymous = name.empty() || name == "[heap]" || name == "[stack]" ||
+                     name.rfind("[anon:", 0) == 0;
+    if (!anonymous) continue;
+    auto dash = range.find('-');
+    if (dash == std::string::npos) continue;
+    uint64_t start = std::stoull(range.substr(0, dash), nullptr, 16);
+    uint64_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    regions.add(start, end);
+  }
+  return regions.regions();
 }
 
 }  // namespace sk::pcomponent::memory

@@ -10,10 +10,14 @@
 // Threads: not thread-safe; one address space is handled by one thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <vector>
+
+#include "kernel/result.h"
 
 namespace sk::pcomponent::memory {
 
@@ -42,5 +46,11 @@ class RegionMap {
  private:
   std::map<uint64_t, uint64_t> m_regions;  // start -> end
 };
+
+// The private anonymous mappings of a process as /proc/PID/maps lists them
+// ([heap], [stack], unnamed and [anon:NAME] private mappings, PROT_NONE
+// ones too; never [vdso], [vvar], [vsyscall] or file mappings), merged
+// where adjacent: what the tracer passes to on_exec().
+Result<std::vector<Region>> private_anonymous_regions(pid_t pid);
 
 }  // namespace sk::pcomponent::memory

@@ -118,8 +118,8 @@ vrun_argv() {
 # --default-signal gives the program the default signal dispositions, as a
 # login shell's programs have, even when the test runs with some ignored.
 NATIVE_SETUP='
-root=$1
-shift
+root=$1 path=$2
+shift 2
 mount -t proc proc "$root/proc"
 mount -t tmpfs -o mode=755,size=1m tmpfs "$root/dev"
 for name in null zero full random urandom tty; do
@@ -134,14 +134,17 @@ mkdir -m 1777 "$root/dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 exec 3>&2
-{ (exec chroot "$root" env --default-signal -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@" 2>&3 3>&-); } 2> /dev/null
+{ (exec chroot "$root" env --default-signal -i PATH="$path" HOME=/root "$@" 2>&3 3>&-); } 2> /dev/null
 '
 native_argv() {
   local root=$1
   shift
-  ARGV=(unshare --mount --propagation private --pid --fork --kill-child)
+  # Default signal dispositions, as a vNode program gets: ignored ones would
+  # otherwise leak in from whatever started the tests (a background job has
+  # SIGINT and SIGQUIT ignored).
+  ARGV=(env --default-signal unshare --mount --propagation private --pid --fork --kill-child)
   if [ "$(id -u)" -ne 0 ]; then ARGV+=(--map-root-user); fi
-  ARGV+=(bash -c "$NATIVE_SETUP" native "$root" "$@")
+  ARGV+=(bash -c "$NATIVE_SETUP" native "$root" "$NATIVE_PATH" "$@")
 }
 
 # vrun VNODE CMD...: runs CMD on the vNode.

@@ -11,6 +11,7 @@
 
 #include "fake_connection.h"
 #include "kernel/wire/codec.h"
+#include "kernel/wire/memory_messages.h"
 #include "mcomponent/mcomponent.h"
 #include "pcomponent/pcomponent.h"
 #include "scomponent/scomponent.h"
@@ -142,7 +143,8 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
   expect_foreign_opcodes_refused(
       dispatcher,
       {Opcode::MON2M_VNODE_CREATE, Opcode::MON2M_VNODE_DESTROY, Opcode::P2M_MM_CREATE,
-       Opcode::P2M_MM_FREE, Opcode::P2M_PAGE_READ, Opcode::P2M_PAGE_WRITE, Opcode::P2M_PAGE_FREE});
+       Opcode::P2M_MM_FREE, Opcode::P2M_PAGE_READ, Opcode::P2M_PAGE_WRITE, Opcode::P2M_PAGE_FREE,
+       Opcode::P2M_MM_FORK, Opcode::P2M_PAGE_MOVE});
   expect_every_request_answered(dispatcher);
 
   auto created = dispatch(
@@ -184,6 +186,25 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
   EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 1,
                                                    range_body(mm, ~uint64_t{0} & ~4095ull, 2))),
                  EINVAL);
+  // P2M_PAGE_MOVE: aligned, 1..kMaxPagesPerMove pages, no wrap, own mm.
+  auto move_body = [](uint64_t mm, uint64_t from, uint64_t to, uint32_t count) {
+    return wire::encode(wire::PageMove{mm, from, to, count, 0});
+  };
+  EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 1,
+                                                   move_body(mm, kBase + 1, kBase + kPageSize, 1))),
+                 EINVAL);
+  EXPECT_REFUSED(
+      dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 1, move_body(mm, kBase, kBase, 0))),
+      EINVAL);
+  EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 1,
+                                                   move_body(mm, kBase, ~uint64_t{0} & ~4095ull, 2))),
+                 EINVAL);
+  EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 2,
+                                                   move_body(mm, kBase, kBase + kPageSize, 1))),
+                 EPERM);
+  EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 1, wire::Bytes(31))),
+                 EBADMSG);
+
   // Over quota (8 pages).
   auto nine = garbage(9 * kPageSize, 3);
   EXPECT_REFUSED(

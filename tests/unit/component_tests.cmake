@@ -24,3 +24,13 @@ target_link_libraries(storage_mount_test PRIVATE sk_scomponent sk_pcomponent sk_
 target_compile_definitions(storage_mount_test PRIVATE
   SK_PROBE_PATH="$<TARGET_FILE:sandbox_probe>")
 add_dependencies(storage_mount_test sandbox_probe)
+
+# The memory manager (issue 4) on real worker processes against in-process
+# mComponents over the tcp fabric (needs root and /dev/userfaultfd; skipped
+# without).
+sk_unit_test(memory_manager_test unit/memory_manager_test.cpp)
+target_link_libraries(memory_manager_test PRIVATE sk_memory sk_mcomponent)
+
+# GMM: the monitor's memory placement.
+sk_unit_test(memory_placement_test unit/memory_placement_test.cpp)
+target_link_libraries(memory_placement_test PRIVATE sk_monitor_lib)

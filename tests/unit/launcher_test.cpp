@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <mutex>
 #include <thread>
 
 #include "pcomponent/launcher.h"
@@ -218,12 +219,84 @@ TEST_F(LauncherTest, VnodesHaveTheirOwnPidSpaces) {
   EXPECT_EQ(pids, 2) << a.out;
 }
 
+// Records what the tracer reports about address spaces; refuses
+// reservations above a limit.
+class RecordingEvents final : public sk::pcomponent::memory::AddressSpaceEvents {
+ public:
+  void on_exec(pid_t pid, sk::VnodeId, sk::pcomponent::Userfault uffd,
+               std::vector<sk::pcomponent::memory::Region> regions) override {
+    std::lock_guard lock(mutex);
+    ::close(uffd.fd);  // nothing registered: the program runs on local memory
+    execs.push_back(pid);
+    exec_regions = std::move(regions);
+  }
+  sk::Result<void> reserve(pid_t, uint64_t bytes) override {
+    if (bytes > limit) return sk::make_error(ENOMEM, "over the test's limit");
+    return {};
+  }
+  void on_fork(pid_t parent, pid_t child) override {
+    std::lock_guard lock(mutex);
+    forks.emplace_back(parent, child);
+  }
+  void on_map(pid_t pid, uint64_t start, uint64_t length, bool) override {
+    std::lock_guard lock(mutex);
+    maps.push_back({pid, start, length});
+  }
+  void on_exit(pid_t pid) override {
+    std::lock_guard lock(mutex);
+    exits.push_back(pid);
+  }
+
+  struct Map {
+    pid_t pid;
+    uint64_t start;
+    uint64_t length;
+  };
+  std::mutex mutex;
+  std::vector<pid_t> execs;
+  std::vector<sk::pcomponent::memory::Region> exec_regions;
+  std::vector<Map> maps;
+  std::vector<pid_t> exits;
+  std::vector<std::pair<pid_t, pid_t>> forks;
+  uint64_t limit = ~0ull;
+};
+
+TEST_F(LauncherTest, MemoryHooksSeeExecMapsAndExitsAndEnforceTheQuota) {
+  if (::access("/dev/userfaultfd", F_OK) != 0) GTEST_SKIP() << "no /dev/userfaultfd";
+  RecordingEvents events;
+  auto memory_launcher = std::move(sk::pcomponent::make_ptrace_launcher("/proc/self/exe")).value();
+  memory_launcher->attach_memory(&events);
+  std::swap(launcher, memory_launcher);
+
+  auto mapped = run({"sandbox_probe", "mmap", "4"}, 20);
+  EXPECT_EQ(mapped.out, "ok\n") << mapped.err;
+  {
+    std::lock_guard lock(events.mutex);
+    ASSERT_EQ(events.execs.size(), 1u);
+    EXPECT_EQ(events.execs[0], mapped.pid);
+    EXPECT_FALSE(events.exec_regions.empty()) << "the stack at least";
+    bool four_mib = false;
+    for (const auto& map : events.maps) four_mib |= map.pid == mapped.pid && map.length == 4u << 20;
+    EXPECT_TRUE(four_mib);
+    EXPECT_EQ(events.exits, std::vector<pid_t>{mapped.pid});
+  }
+  EXPECT_EQ(launcher->stats().userfaults, 1u);
+  EXPECT_EQ(launcher->stats().fallbacks, 0u);
+
+  events.limit = 32u << 20;
+  EXPECT_EQ(run({"sandbox_probe", "mmap", "64"}, 20).out, "ENOMEM\n");
+  EXPECT_EQ(run({"sandbox_probe", "mmap", "16"}, 20).out, "ok\n");
+  EXPECT_EQ(run({"sandbox_probe", "sbrk", "16"}, 20).out, "ok\n");
+  EXPECT_EQ(run({"sandbox_probe", "sbrk", "65536"}, 20).out, "ENOMEM\n");
+
+  std::swap(launcher, memory_launcher);
+  memory_launcher.reset();  // stops its tracer before `events` goes away
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 5 && std::string(argv[1]) == "--vnode-init") {
-    sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
-  }
+  if (sk::pcomponent::is_vnode_init(argc, argv)) sk::pcomponent::vnode_init_main(argc, argv);
   sk::pcomponent::block_sigchld();
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();

@@ -273,5 +273,36 @@ TEST(PageStore, ConcurrentUseKeepsTheBooksRight) {
   EXPECT_EQ(store.vnode_stats(1)->used, 0u);
 }
 
+TEST(PageStore, MoveRekeysPagesAsMremapDoes) {
+  PageStore store(64 * kPageSize);
+  ASSERT_TRUE(store.create_vnode(1, "web", 0));
+  MmId mm = store.create_mm(1).value();
+  auto data = pattern(4, 9);
+  // Pages 0..3 stored, page 5 stored; the destination holds a stale page.
+  ASSERT_TRUE(store.write_pages(1, mm, kBase, 4, data));
+  ASSERT_TRUE(store.write_pages(1, mm, kBase + 5 * kPageSize, 1, pattern(1, 1)));
+  uint64_t target = kBase + 100 * kPageSize;
+  ASSERT_TRUE(store.write_pages(1, mm, target + 4 * kPageSize, 1, pattern(1, 2)));
+  EXPECT_EQ(store.stats().used, 6 * kPageSize);
+  ASSERT_TRUE(store.move_pages(1, mm, kBase, target, 6));
+  EXPECT_EQ(read(store, 1, mm, target, 4), data);
+  // Page 4 of the source was not stored: the stale page there is gone.
+  EXPECT_TRUE(all_zero(read(store, 1, mm, target + 4 * kPageSize, 1)));
+  EXPECT_EQ(read(store, 1, mm, target + 5 * kPageSize, 1), pattern(1, 1));
+  EXPECT_TRUE(all_zero(read(store, 1, mm, kBase, 6)));
+  EXPECT_EQ(store.stats().used, 5 * kPageSize);
+
+  // Overlapping ranges, and pages shared with a fork keep their sharing.
+  MmId child = store.fork_mm(1, mm).value();
+  ASSERT_TRUE(store.move_pages(1, mm, target, target + 2 * kPageSize, 4));
+  EXPECT_EQ(read(store, 1, mm, target + 2 * kPageSize, 4), data);
+  EXPECT_EQ(read(store, 1, child, target, 4), data);
+  EXPECT_EQ(store.stats().used, 5 * kPageSize) << "a move copies nothing";
+
+  EXPECT_FALSE(store.move_pages(1, mm, kBase + 1, target, 1));
+  EXPECT_FALSE(store.move_pages(1, mm, kBase, target, 0));
+  EXPECT_EQ(store.move_pages(2, mm, kBase, target, 1).error().code(), EPERM);
+}
+
 }  // namespace
 }  // namespace sk::mcomponent

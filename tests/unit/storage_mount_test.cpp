@@ -630,9 +630,7 @@ TEST_F(StorageMount, Throughput) {
 
 // The launcher re-runs this binary as each vNode's init.
 int main(int argc, char** argv) {
-  if (argc >= 5 && std::string(argv[1]) == "--vnode-init") {
-    sk::pcomponent::vnode_init_main(std::atoi(argv[2]), argv[3], argv[4]);
-  }
+  if (sk::pcomponent::is_vnode_init(argc, argv)) sk::pcomponent::vnode_init_main(argc, argv);
   sk::pcomponent::block_sigchld();
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();

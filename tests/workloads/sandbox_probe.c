@@ -10,6 +10,9 @@
  *   sandbox_probe cat FILE    prints FILE or the errno name
  *   sandbox_probe ls DIR      lists DIR or prints the errno name
  *   sandbox_probe wait        reads stdin until end of file, then prints its byte count
+ *   sandbox_probe mmap MIB    maps MIB MiB of private anonymous memory, touches
+ *                             it, prints "ok" or the errno name
+ *   sandbox_probe sbrk KIB    grows the heap by KIB KiB with sbrk, prints "ok" or the errno name
  *   sandbox_probe exit N      exits with status N
  *   sandbox_probe signal N    kills itself with signal N
  *   sandbox_probe echo ARG... prints its arguments, one per line
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -35,6 +39,7 @@ static const char *errno_name(int e) {
     case EINVAL: return "EINVAL";
     case EXDEV: return "EXDEV";
     case ELOOP: return "ELOOP";
+    case ENOMEM: return "ENOMEM";
     default: return strerror(e);
   }
 }
@@ -91,6 +96,24 @@ int main(int argc, char **argv) {
     ssize_t n;
     while ((n = read(0, buffer, sizeof buffer)) > 0) total += n;
     printf("%ld\n", total);
+  } else if (strcmp(command, "mmap") == 0 && argc > 2) {
+    size_t length = (size_t)atol(argv[2]) << 20;
+    char *memory = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+      printf("%s\n", errno_name(errno));
+    } else {
+      for (size_t i = 0; i < length; i += 4096) memory[i] = (char)i;
+      printf("ok\n");
+    }
+  } else if (strcmp(command, "sbrk") == 0 && argc > 2) {
+    intptr_t length = (intptr_t)atol(argv[2]) << 10;
+    char *memory = sbrk(length);
+    if (memory == (void *)-1) {
+      printf("%s\n", errno_name(errno));
+    } else {
+      for (intptr_t i = 0; i < length; i += 4096) memory[i] = 1;
+      printf("ok\n");
+    }
   } else if (strcmp(command, "exit") == 0 && argc > 2) {
     return atoi(argv[2]);
   } else if (strcmp(command, "signal") == 0 && argc > 2) {

@@ -1,0 +1,85 @@
+// GMM (see memory_placement.h). Lock order: the caller's mutex only.
+#include "monitor/memory_placement.h"
+
+#include <memory>
+
+#include "kernel/log.h"
+#include "kernel/wire/codec.h"
+
+namespace sk::monitor {
+
+static const Logger log("placement");
+
+void PlacementLedger::charge(NodeId node, uint64_t bytes, Clock::time_point now) {
+  m_charges.emplace(node, std::pair(now, bytes));
+}
+
+uint64_t PlacementLedger::recent(NodeId node, Clock::time_point now) {
+  uint64_t total = 0;
+  auto [first, last] = m_charges.equal_range(node);
+  for (auto it = first; it != last;) {
+    if (now - it->second.first >= kPlacementMemory) {
+      it = m_charges.erase(it);
+    } else {
+      total += it->second.second;
+      ++it;
+    }
+  }
+  return total;
+}
+
+Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, PlacementLedger& ledger,
+                                            VnodeId vnode, uint64_t bytes, Clock::time_point now) {
+  const NodeEntry* best = nullptr;
+  uint64_t best_free = 0;
+  for (NodeId id : membership.alive(NodeKind::kMcomponent)) {
+    const NodeEntry* node = membership.find(id);
+    if (node == nullptr || !node->vnodes.contains(vnode)) continue;
+    uint64_t placed = ledger.recent(id, now);
+    uint64_t free = node->free_space();
+    free = free > placed ? free - placed : 0;
+    if (best == nullptr || free > best_free) {  // alive() is by id: ties keep the lowest
+      best = node;
+      best_free = free;
+    }
+  }
+  if (best == nullptr) {
+    return make_error(EHOSTUNREACH,
+                      "no alive mComponent serves vNode " + std::to_string(vnode));
+  }
+  ledger.charge(best->id, bytes, now);
+  wire::MemoryPlaceReply reply{};
+  reply.node = best->id;
+  reply.address.set(best->address);
+  return reply;
+}
+
+void register_memory_placement(rpc::Dispatcher& dispatcher, std::mutex& mutex,
+                               const Membership& membership) {
+  auto ledger = std::make_shared<PlacementLedger>();
+  dispatcher.on(wire::Opcode::P2MON_MEMORY_PLACE,
+                [ledger, &mutex, &membership](const rpc::Message& request,
+                                               const rpc::Responder&) -> Result<rpc::Bytes> {
+                  auto place = TRY(wire::decode<wire::MemoryPlaceRequest>(request.payload));
+                  if (place.vnode != request.vnode()) {
+                    return make_error(EINVAL, "P2MON_MEMORY_PLACE names vNode " +
+                                                  std::to_string(place.vnode) + " in a request for " +
+                                                  std::to_string(request.vnode()));
+                  }
+                  Result<wire::MemoryPlaceReply> reply = [&] {
+                    std::lock_guard lock(mutex);
+                    return place_memory(membership, *ledger, place.vnode, place.bytes,
+                                        Clock::now());
+                  }();
+                  if (!reply) {
+                    log.warn("memory for vNode {} from node {}: {}", place.vnode, request.source(),
+                             reply.error().text());
+                    return std::move(reply).error();
+                  }
+                  log.debug("vNode {}: {} from node {} placed on mComponent {}", place.vnode,
+                            format_size(place.bytes), request.source(), reply->node);
+                  return wire::encode(reply.value());
+                });
+}
+
+}  // namespace sk::monitor

@@ -1,0 +1,170 @@
+// The P2M_ client (see mcomponent_client.h). Lock order: m_mutex only.
+#include "pcomponent/memory/mcomponent_client.h"
+
+#include <condition_variable>
+#include <optional>
+
+#include "kernel/log.h"
+#include "kernel/wire/memory_messages.h"
+#include "kernel/wire/messages.h"
+
+namespace sk::pcomponent::memory {
+
+static const Logger log("mclient");
+
+using wire::Opcode;
+
+// After a failed connect, calls fail at once for this long rather than
+// each waiting for a connect timeout.
+static constexpr Duration kReconnectBackoff = std::chrono::milliseconds(500);
+static constexpr Duration kConnectTimeout = std::chrono::seconds(2);
+
+McomponentClient::McomponentClient(fabric::Transport& transport, NodeId node, Address address,
+                                   Duration timeout)
+    : m_transport(transport), m_node(node), m_address(std::move(address)), m_timeout(timeout) {}
+
+std::string McomponentClient::name() const {
+  return "mComponent " + std::to_string(m_node) + " (" + m_address.to_string() + ")";
+}
+
+Result<std::shared_ptr<fabric::Connection>> McomponentClient::connection() {
+  std::lock_guard lock(m_mutex);
+  if (m_connection && m_connection->is_open()) return m_connection;
+  m_connection.reset();
+  auto now = Clock::now();
+  if (m_failed_at != Clock::time_point{} && now - m_failed_at < kReconnectBackoff) {
+    return make_error(EIO, name() + " is unreachable");
+  }
+  auto connected = m_transport.connect(m_address, {}, kConnectTimeout);
+  if (!connected) {
+    m_failed_at = now;
+    log.warn("cannot reach {}: {}", name(), connected.error().text());
+    return make_error(EIO, "connect to " + name() + ": " + connected.error().text());
+  }
+  m_failed_at = {};
+  m_connection = std::move(connected).value();
+  return m_connection;
+}
+
+void McomponentClient::forget(const std::shared_ptr<fabric::Connection>& broken) {
+  std::lock_guard lock(m_mutex);
+  if (m_connection == broken) m_connection.reset();
+}
+
+Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, VnodeId vnode,
+                                                            std::vector<wire::Bytes> payloads) {
+  auto connection = TRY(this->connection());
+  struct State {
+    std::mutex mutex;
+    std::condition_variable done;
+    size_t waiting = 0;
+    std::vector<std::optional<Result<fabric::Message>>> replies;
+  };
+  auto state = std::make_shared<State>();
+  state->waiting = payloads.size();
+  state->replies.resize(payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    connection->call_async(opcode, vnode, std::move(payloads[i]), m_timeout,
+                           [state, i](Result<fabric::Message> reply) {
+                             std::lock_guard lock(state->mutex);
+                             state->replies[i] = std::move(reply);
+                             if (--state->waiting == 0) state->done.notify_all();
+                           });
+  }
+  std::unique_lock lock(state->mutex);
+  state->done.wait(lock, [&] { return state->waiting == 0; });
+  std::vector<wire::Bytes> results;
+  results.reserve(state->replies.size());
+  std::string what(wire::opcode_name(static_cast<uint16_t>(opcode)));
+  for (auto& reply : state->replies) {
+    if (!reply->ok()) {
+      // The transport's error: the mComponent is gone or unreachable.
+      forget(connection);
+      return make_error(EIO, what + " to " + name() + ": " + reply->error().text());
+    }
+    fabric::Message& message = reply->value();
+    if (message.status() != 0) {
+      return make_error(message.status(), name() + ": " + wire::to_text(message.payload));
+    }
+    results.push_back(std::move(message.payload));
+  }
+  return results;
+}
+
+static Result<uint64_t> mm_of(Result<std::vector<wire::Bytes>> replies, const std::string& who) {
+  auto payloads = TRY(std::move(replies));
+  auto reply = wire::decode<wire::MmCreateReply>(payloads.at(0));
+  if (!reply) return make_error(EIO, "bad reply from " + who + ": " + reply.error().text());
+  return reply->mm;
+}
+
+Result<uint64_t> McomponentClient::create_mm(VnodeId vnode) {
+  std::vector<wire::Bytes> payloads(1);
+  return mm_of(call_all(Opcode::P2M_MM_CREATE, vnode, std::move(payloads)), name());
+}
+
+Result<uint64_t> McomponentClient::fork_mm(VnodeId vnode, uint64_t mm) {
+  std::vector<wire::Bytes> payloads;
+  payloads.push_back(wire::encode(wire::MmForkRequest{mm}));
+  return mm_of(call_all(Opcode::P2M_MM_FORK, vnode, std::move(payloads)), name());
+}
+
+Result<void> McomponentClient::free_mm(VnodeId vnode, uint64_t mm) {
+  std::vector<wire::Bytes> payloads;
+  payloads.push_back(wire::encode(wire::MmFreeRequest{mm}));
+  TRY(call_all(Opcode::P2M_MM_FREE, vnode, std::move(payloads)));
+  return {};
+}
+
+Result<wire::Bytes> McomponentClient::read(VnodeId vnode, uint64_t mm, uint64_t address,
+                                           uint32_t count) {
+  std::vector<wire::Bytes> payloads;
+  payloads.push_back(wire::encode(wire::PageRange{mm, address, count, 0}));
+  auto replies = TRY(call_all(Opcode::P2M_PAGE_READ, vnode, std::move(payloads)));
+  if (replies.at(0).size() != static_cast<size_t>(count) * wire::kPageSize) {
+    return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(replies[0].size()) +
+                               " bytes for " + std::to_string(count) + " pages");
+  }
+  return std::move(replies[0]);
+}
+
+Result<void> McomponentClient::write(VnodeId vnode, uint64_t mm, std::span<const Run> runs) {
+  if (runs.empty()) return {};
+  std::vector<wire::Bytes> payloads;
+  payloads.reserve(runs.size());
+  for (const Run& run : runs) {
+    payloads.push_back(wire::encode(wire::PageRange{mm, run.address, run.count, 0}, run.data));
+  }
+  TRY(call_all(Opcode::P2M_PAGE_WRITE, vnode, std::move(payloads)));
+  return {};
+}
+
+Result<void> McomponentClient::free(VnodeId vnode, uint64_t mm, uint64_t address, uint64_t pages) {
+  std::vector<wire::Bytes> payloads;
+  while (pages > 0) {
+    uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMessage));
+    payloads.push_back(wire::encode(wire::PageRange{mm, address, count, 0}));
+    address += uint64_t{count} * wire::kPageSize;
+    pages -= count;
+  }
+  if (payloads.empty()) return {};
+  TRY(call_all(Opcode::P2M_PAGE_FREE, vnode, std::move(payloads)));
+  return {};
+}
+
+Result<void> McomponentClient::move(VnodeId vnode, uint64_t mm, uint64_t from, uint64_t to,
+                                    uint64_t pages) {
+  std::vector<wire::Bytes> payloads;
+  while (pages > 0) {
+    uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMove));
+    payloads.push_back(wire::encode(wire::PageMove{mm, from, to, count, 0}));
+    from += uint64_t{count} * wire::kPageSize;
+    to += uint64_t{count} * wire::kPageSize;
+    pages -= count;
+  }
+  if (payloads.empty()) return {};
+  TRY(call_all(Opcode::P2M_PAGE_MOVE, vnode, std::move(payloads)));
+  return {};
+}
+
+}  // namespace sk::pcomponent::memory
