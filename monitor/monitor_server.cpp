@@ -369,7 +369,9 @@ std::vector<Result<void>> MonitorServer::call_all(const std::vector<Target>& tar
       continue;
     }
     target.connection->call_async(opcode_for(target.kind), vnode, payload,
-                                  m_options.component_timeout,
+                                  target.kind == NodeKind::kScomponent
+                                      ? m_options.root_timeout
+                                      : m_options.component_timeout,
                                   [finish](Result<rpc::Message> reply) {
                                     auto checked = rpc::check_reply(std::move(reply));
                                     if (checked) {
@@ -381,7 +383,9 @@ std::vector<Result<void>> MonitorServer::call_all(const std::vector<Target>& tar
   }
 
   std::unique_lock lock(collector->mutex);
-  collector->done.wait_for(lock, m_options.component_timeout + kCallbackGrace,
+  collector->done.wait_for(lock,
+                           std::max(m_options.component_timeout, m_options.root_timeout) +
+                               kCallbackGrace,
                            [&] { return collector->outstanding == 0; });
   std::vector<Result<void>> results;
   for (auto& result : collector->results) {

@@ -83,6 +83,9 @@ class MonitorServer {
     // Each MON2x_ request to a component; generous because an sComponent may
     // populate a vNode root from the default image.
     Duration component_timeout = std::chrono::seconds(20);
+    // An sComponent's MON2S_ request: filling a new root from an image is a
+    // copy of ~90 MiB, seconds on a VM under TCG or a slow disk.
+    Duration root_timeout = std::chrono::seconds(120);
     // MON2P_RUN: the pComponent may have to start the vNode's init first,
     // which mounts and reads its root.
     Duration run_timeout = std::chrono::seconds(45);

@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
   // Runs, ps and stats (process_manager.h) on the component's dispatcher.
   sk::pcomponent::ProcessManager processes(**launcher, storage);
   processes.register_handlers(component.dispatcher());
+  component.set_vnode_observer([&processes](sk::VnodeId vnode, const auto* now) {
+    if (now == nullptr) processes.drop_vnode(vnode);
+  });
   return daemon.run({component.dispatcher(),
                      [&component, &processes] {
                        auto usage = component.usage();

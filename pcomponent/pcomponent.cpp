@@ -112,10 +112,10 @@ Result<wire::Bytes> Pcomponent::vnode_destroy(const rpc::Message& request) {
       return make_error(ENOENT, "vNode " + std::to_string(teardown.vnode) + " is not hosted here");
     }
   }
-  // FIXME: the process manager must end the vNode's programs first; until
-  // then a program still inside sees its root go (ENOTCONN).
-  m_storage.drop(teardown.vnode);
+  // The observers (the process manager) end the vNode's programs before its
+  // root goes, so none of them sees its files vanish.
   if (m_observer) m_observer(teardown.vnode, nullptr);
+  m_storage.drop(teardown.vnode);
   log.info("no longer hosting vNode {}", teardown.vnode);
   return wire::Bytes{};
 }

@@ -45,9 +45,10 @@ class Pcomponent {
     std::string scomponent;  // where its root lives ("" if the monitor did not say)
   };
   // Told of every vNode created (or updated) here, and of every vNode
-  // destroyed (`now` null), on the worker thread, after the table changed:
-  // the memory manager's budgets and quotas (MemoryManager::set_vnode /
-  // drop_vnode).
+  // destroyed (`now` null), on the worker thread, after the table changed
+  // (for a destroyed vNode: before its root is unmounted): the process
+  // manager ends its programs; the memory manager's budgets and quotas
+  // (MemoryManager::set_vnode / drop_vnode).
   using VnodeObserver = std::function<void(VnodeId vnode, const Vnode* now)>;
 
   // excache: the ExCache budget, in bytes, shared by all local processes.
