@@ -98,16 +98,24 @@ void TcpTransport::accept_next(std::shared_ptr<Listener> listener) {
       }
       return;
     }
-    adopt(std::move(socket), listener->handler)->start();
-    accept_next(listener);
+    if (auto connection = adopt(std::move(socket), listener->handler)) {
+      connection->start();
+      accept_next(listener);
+    }
   });
 }
 
 std::shared_ptr<TcpConnection> TcpTransport::adopt(tcp::socket socket, RequestHandler handler) {
   boost::system::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  auto connection = std::make_shared<TcpConnection>(m_context, std::move(socket), std::move(handler));
   std::lock_guard lock(m_context->m_mutex);
+  // stop() closes the connections it finds under this lock; one that would
+  // come after it must not start reading, or the io thread never ends.
+  if (m_context->m_stopping) {
+    socket.close(ignored);
+    return nullptr;
+  }
+  auto connection = std::make_shared<TcpConnection>(m_context, std::move(socket), std::move(handler));
   m_context->m_connections.insert(connection);
   return connection;
 }
@@ -145,6 +153,10 @@ Result<std::shared_ptr<Connection>> TcpTransport::connect(const Address& address
         return;
       }
       auto connection = adopt(std::move(attempt->socket), std::move(handler));
+      if (!connection) {
+        attempt->result.set_value(make_error(ESHUTDOWN, "transport is stopped"));
+        return;
+      }
       connection->start();
       attempt->result.set_value(std::shared_ptr<Connection>(connection));
     });

@@ -155,6 +155,8 @@ class TcpTransport final : public Transport {
   };
 
   void accept_next(std::shared_ptr<Listener> listener);
+  // A connection for an accepted or connected socket; null (socket closed)
+  // once the transport is stopping.
   std::shared_ptr<TcpConnection> adopt(boost::asio::ip::tcp::socket socket,
                                        RequestHandler handler);
 
