@@ -2,12 +2,15 @@
 #include "pcomponent/memory/drop.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -26,8 +29,15 @@ enum class ThreadState {
   kOurs,           // in the PTRACE_EVENT_STOP we asked for: resume with CONT
   kOursGroupStop,  // in a group-stop reported as an event stop: resume with LISTEN
   kHeld,           // stopped, but not for us: leave it
+  kLate,           // interrupted, but not stopped in time: its stop is the tracer's
   kGone,
 };
+
+// How long a thread may take to stop. A thread normally stops within
+// microseconds; one that does not is waiting for something that may need
+// the tracer (a vfork parent waits for its child, which may sit in its
+// first stop until the tracer, busy here, lets it go).
+constexpr auto kStopTimeout = std::chrono::milliseconds(100);
 
 std::vector<pid_t> list_threads(pid_t pid) {
   std::vector<pid_t> tids;
@@ -69,11 +79,18 @@ ThreadState stop_thread(pid_t pid, pid_t tid, std::vector<TraceeStop>& other_sto
   if (state == 't' || state == 'T') return ThreadState::kHeld;  // reaped, held by the tracer
   if (state == 0 || state == 'Z' || state == 'X' || state == 'x') return ThreadState::kGone;
   if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) return ThreadState::kGone;
-  for (;;) {
-    got = ::waitpid(tid, &status, __WALL);
+  auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+  for (int polls = 0;; ++polls) {
+    got = ::waitpid(tid, &status, WNOHANG | __WALL);
     if (got == tid) break;
-    if (got < 0 && errno == EINTR) continue;
-    return ThreadState::kGone;
+    if (got < 0 && errno != EINTR) return ThreadState::kGone;
+    if (std::chrono::steady_clock::now() >= deadline) return ThreadState::kLate;
+    // A stop takes microseconds: yield at first, then sleep a little.
+    if (polls < 100) {
+      ::sched_yield();
+    } else {
+      ::usleep(50);
+    }
   }
   if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP) {
     return is_group_stop_signal(WSTOPSIG(status)) ? ThreadState::kOursGroupStop
@@ -124,8 +141,10 @@ Result<void> drop_pages(pid_t pid, std::span<const Region> ranges,
   }
   pid_t injectable = -1;
   bool alive = false;
+  bool late = false;
   for (const auto& [tid, state] : threads) {
     if (state != ThreadState::kGone) alive = true;
+    if (state == ThreadState::kLate) late = true;
     if (injectable < 0 && (state == ThreadState::kOurs || state == ThreadState::kOursGroupStop)) {
       injectable = tid;
     }
@@ -133,6 +152,11 @@ Result<void> drop_pages(pid_t pid, std::span<const Region> ranges,
   if (!alive) {
     resume(threads);
     return make_error(ESRCH, "process " + std::to_string(pid) + " is gone");
+  }
+  if (late) {
+    resume(threads);
+    return make_error(EAGAIN, "a thread of process " + std::to_string(pid) +
+                                  " did not stop in time");
   }
   if (injectable < 0) {
     resume(threads);

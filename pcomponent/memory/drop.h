@@ -13,6 +13,13 @@
 //      of the threads that stopped for us (inject.h);
 //   4. call dropped; 5. resume the threads that stopped for us.
 //
+// A thread that has not stopped 100 ms after its PTRACE_INTERRUPT is
+// waiting for something that may need the tracer (a vfork parent waits for
+// its child, which may sit in its first stop until the tracer, busy here,
+// resumes it): drop_pages gives up with EAGAIN, and that thread's stop
+// comes to the tracer's own waitpid later, as a PTRACE_EVENT_STOP (or
+// whatever stop it reaches first) to be handled as usual (resumed).
+//
 // Stops that are not ours: a thread may already be in another ptrace stop
 // (a seccomp stop, a signal-delivery stop, an event stop the tracer has not
 // reaped yet), or exit meanwhile. Such a thread is stopped (or gone), which
@@ -48,10 +55,10 @@ struct TraceeStop {
   int status = 0;
 };
 
-// Steps 1-5 above. Errors: ESRCH when the process is gone; EAGAIN when no
-// thread stopped in a way that lets a syscall be injected (all were in
-// other stops): nothing was copied or dropped, try again later; copy_out's
-// error (nothing was dropped). Threads stopped for us are resumed whatever
+// Steps 1-5 above. Errors: ESRCH when the process is gone; EAGAIN when a
+// thread did not stop in time or none stopped in a way that lets a syscall
+// be injected (all were in other stops): nothing was copied or dropped, try
+// again later; copy_out's error (nothing was dropped). Threads stopped for us are resumed whatever
 // happens; `other_stops` is filled in every case.
 Result<void> drop_pages(pid_t pid, std::span<const Region> ranges,
                         const PageDropper::CopyOut& copy_out,

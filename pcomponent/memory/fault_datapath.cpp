@@ -173,7 +173,7 @@ void MemoryManagerImpl::handle_message(const ProcessPtr& process, const uffd_msg
 }
 
 bool MemoryManagerImpl::should_park(const Process& process) {
-  if (!process.in_cache || process.evicting) return false;
+  if (!process.in_cache) return false;
   std::lock_guard lock(m_mutex);
   return m_cache.excess(process.vnode) > m_options.high_water;
 }
@@ -190,10 +190,14 @@ void MemoryManagerImpl::release_parked(bool all) {
   for (Parked& entry : parked) {
     ProcessPtr process = find_serial(entry.serial);
     if (!process) continue;
-    if (!all && now < entry.deadline && should_park(*process)) {
+    if (!all && now < entry.deadline && !process->evicting && should_park(*process)) {
       still.push_back(entry);
       continue;
     }
+    // Let go because its process is being evicted (its thread may have to
+    // be served to stop) or the deadline passed, while still over budget:
+    // this page only.
+    entry.fault.no_prefetch = process->evicting || now >= entry.deadline;
     if (!process->lock.try_lock()) {
       still.push_back(entry);  // next round
       continue;
@@ -224,12 +228,30 @@ MemoryManagerImpl::Served MemoryManagerImpl::serve_fault(Process& process, const
   }
   bool remote = process.pages.remote(page);
 
-  // Prefetch: when this fault is where the last window ended, the process
-  // is walking memory; install the following pages that are in the same
-  // state too (one round trip, or one zero-fill ioctl, for all of them).
+  // Prefetch: when this fault is where a recent window ended, something is
+  // walking memory; install the following pages that are in the same state
+  // too (one round trip, or one zero-fill ioctl, for all of them).
+  Process::Stream* stream = nullptr;
+  for (auto& candidate : process.streams) {
+    if (candidate.next == page) stream = &candidate;
+  }
+  bool sequential = stream != nullptr;
+  if (!sequential) {
+    stream = &*std::min_element(process.streams.begin(), process.streams.end(),
+                                [](const auto& a, const auto& b) { return a.used < b.used; });
+    stream->window = 0;
+  }
+  stream->used = ++process.stream_clock;
   uint64_t count = 1;
-  uint32_t window = std::min(m_options.prefetch_pages, kMaxWindow);
-  if (window > 1 && page == process.next_expected) {
+  uint32_t window = 1;
+  if (m_options.prefetch_pages > 1 && !fault.no_prefetch && sequential) {
+    uint64_t ceiling = std::min<uint64_t>(
+        {m_options.max_prefetch_pages, m_options.excache / kPage / 4, kMaxWindow});
+    window = stream->window == 0 ? m_options.prefetch_pages : stream->window * 2;
+    window = static_cast<uint32_t>(std::clamp<uint64_t>(window, 1, std::max<uint64_t>(ceiling, 1)));
+  }
+  stream->window = window > 1 ? window : 0;
+  if (window > 1) {
     uint64_t limit = region->end;
     if (remote) limit = std::min(limit, (vregion_of(page) + 1) * m_options.vregion_bytes);
     while (count < window) {
@@ -253,6 +275,12 @@ MemoryManagerImpl::Served MemoryManagerImpl::serve_fault(Process& process, const
     }
     auto data = holder->second->read(process.vnode, mm->second, page, static_cast<uint32_t>(count));
     if (!data) {
+      if (data.error().code() == EIO) {
+        // Gone: the vNode's next vRegions go elsewhere.
+        std::lock_guard lock(m_mutex);
+        std::erase_if(m_vnodes[process.vnode].placements,
+                      [&](const auto& entry) { return entry.second == holder->second; });
+      }
       fail(process, "its memory on " + holder->second->name() +
                         " is lost: " + data.error().text());
       return Served::kDone;
@@ -262,7 +290,7 @@ MemoryManagerImpl::Served MemoryManagerImpl::serve_fault(Process& process, const
     served = install(process, page, count, nullptr, fault.write, installed_at);
   }
   if (served == Served::kRetry) return served;
-  process.next_expected = page + count * kPage;
+  stream->next = page + count * kPage;
 
   // Up to the ioctl that woke the faulting thread: the bookkeeping after it
   // is not the program's wait.

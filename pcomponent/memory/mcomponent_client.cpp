@@ -27,10 +27,11 @@ std::string McomponentClient::name() const {
   return "mComponent " + std::to_string(m_node) + " (" + m_address.to_string() + ")";
 }
 
-Result<std::shared_ptr<fabric::Connection>> McomponentClient::connection() {
+Result<std::shared_ptr<fabric::Connection>> McomponentClient::connection(Lane lane) {
   std::lock_guard lock(m_mutex);
-  if (m_connection && m_connection->is_open()) return m_connection;
-  m_connection.reset();
+  auto& slot = m_connections[lane];
+  if (slot && slot->is_open()) return slot;
+  slot.reset();
   auto now = Clock::now();
   if (m_failed_at != Clock::time_point{} && now - m_failed_at < kReconnectBackoff) {
     return make_error(EIO, name() + " is unreachable");
@@ -42,18 +43,21 @@ Result<std::shared_ptr<fabric::Connection>> McomponentClient::connection() {
     return make_error(EIO, "connect to " + name() + ": " + connected.error().text());
   }
   m_failed_at = {};
-  m_connection = std::move(connected).value();
-  return m_connection;
+  slot = std::move(connected).value();
+  return slot;
 }
 
 void McomponentClient::forget(const std::shared_ptr<fabric::Connection>& broken) {
   std::lock_guard lock(m_mutex);
-  if (m_connection == broken) m_connection.reset();
+  for (auto& connection : m_connections) {
+    if (connection == broken) connection.reset();
+  }
 }
 
 Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, VnodeId vnode,
-                                                            std::vector<wire::Bytes> payloads) {
-  auto connection = TRY(this->connection());
+                                                            std::vector<wire::Bytes> payloads,
+                                                            Lane lane) {
+  auto connection = TRY(this->connection(lane));
   struct State {
     std::mutex mutex;
     std::condition_variable done;
@@ -120,7 +124,7 @@ Result<wire::Bytes> McomponentClient::read(VnodeId vnode, uint64_t mm, uint64_t 
                                            uint32_t count) {
   std::vector<wire::Bytes> payloads;
   payloads.push_back(wire::encode(wire::PageRange{mm, address, count, 0}));
-  auto replies = TRY(call_all(Opcode::P2M_PAGE_READ, vnode, std::move(payloads)));
+  auto replies = TRY(call_all(Opcode::P2M_PAGE_READ, vnode, std::move(payloads), kFaults));
   if (replies.at(0).size() != static_cast<size_t>(count) * wire::kPageSize) {
     return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(replies[0].size()) +
                                " bytes for " + std::to_string(count) + " pages");

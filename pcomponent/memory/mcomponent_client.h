@@ -3,13 +3,13 @@
 // and kernel/wire/memory_messages.h). One client per mComponent address,
 // shared by every address space that has pages there.
 //
-// Order: requests sent on one connection are served in order (the
-// mComponent's handlers run one at a time on its transport thread), and
-// every call here waits for its replies before it returns, so a caller that
-// serialises its calls for an address space (the memory manager holds the
-// process's lock) sees them applied in that order even across reconnects.
-// Batches (write, free, move) are pipelined: all their requests are sent,
-// then all replies awaited.
+// Order: every call here waits for its replies before it returns, so a
+// caller that serialises its calls for an address space (the memory
+// manager holds the process's lock) sees them applied in that order, over
+// any connection. There are two: reads (the fault path) go on their own, so
+// that a fault does not wait behind megabytes of write-back. Batches
+// (write, free, move) are pipelined: all their requests are sent, then all
+// replies awaited.
 //
 // Errors: a status the mComponent sends back comes back as it is (ENOMEM:
 // the vNode's quota or the mComponent's capacity; ENOENT: no such mm).
@@ -66,10 +66,12 @@ class McomponentClient {
   Result<void> move(VnodeId vnode, uint64_t mm, uint64_t from, uint64_t to, uint64_t pages);
 
  private:
+  enum Lane { kBulk = 0, kFaults = 1 };
   // Sends every payload, waits for every reply; the first error wins.
   Result<std::vector<wire::Bytes>> call_all(wire::Opcode opcode, VnodeId vnode,
-                                            std::vector<wire::Bytes> payloads);
-  Result<std::shared_ptr<fabric::Connection>> connection();
+                                            std::vector<wire::Bytes> payloads,
+                                            Lane lane = kBulk);
+  Result<std::shared_ptr<fabric::Connection>> connection(Lane lane);
   void forget(const std::shared_ptr<fabric::Connection>& broken);
 
   fabric::Transport& m_transport;
@@ -78,7 +80,7 @@ class McomponentClient {
   const Duration m_timeout;
 
   std::mutex m_mutex;  // guards the two below
-  std::shared_ptr<fabric::Connection> m_connection;
+  std::shared_ptr<fabric::Connection> m_connections[2];
   Clock::time_point m_failed_at{};
 };
 

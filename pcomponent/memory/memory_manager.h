@@ -39,6 +39,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel/histogram.h"
@@ -132,6 +133,45 @@ struct MemoryStats {
   Histogram zero_fill_latency;  // the zero-filled faults alone
   Histogram fetch_latency;      // the faults that fetched from an mComponent
 };
+
+// The counters of MemoryStats as (name, value) pairs for `splitctl stats`
+// (group "memory"): every counter, then for each latency histogram its
+// count, median, p99 and mean in ns, then the fault-latency histogram's
+// non-empty buckets as "fault_ns_lt_N" (faults that took less than N ns and
+// at least half that).
+inline std::vector<std::pair<std::string, uint64_t>> memory_counters(const MemoryStats& stats) {
+  std::vector<std::pair<std::string, uint64_t>> counters = {
+      {"faults", stats.faults},
+      {"zero_fills", stats.zero_fills},
+      {"fetched_pages", stats.fetched_pages},
+      {"prefetched_pages", stats.prefetched_pages},
+      {"evicted_pages", stats.evicted_pages},
+      {"written_back_pages", stats.written_back_pages},
+      {"resident_pages", stats.resident_pages},
+      {"remote_pages", stats.remote_pages},
+      {"processes", stats.processes},
+      {"fallbacks", stats.fallbacks},
+      {"refused_reservations", stats.refused_reservations},
+      {"failed_processes", stats.failed_processes},
+      {"parked_faults", stats.parked_faults},
+  };
+  auto summary = [&](const std::string& name, const Histogram& histogram) {
+    counters.emplace_back(name + "_count", histogram.count());
+    counters.emplace_back(name + "_p50_ns", histogram.percentile(0.5));
+    counters.emplace_back(name + "_p99_ns", histogram.percentile(0.99));
+    counters.emplace_back(name + "_mean_ns",
+                          histogram.count() == 0 ? 0 : histogram.sum() / histogram.count());
+  };
+  summary("fault", stats.fault_latency);
+  summary("zero_fill", stats.zero_fill_latency);
+  summary("fetch", stats.fetch_latency);
+  for (int i = 0; i < Histogram::kBuckets; ++i) {
+    if (stats.fault_latency.bucket(i) == 0) continue;
+    counters.emplace_back("fault_ns_lt_" + std::to_string(uint64_t{1} << (i + 1)),
+                          stats.fault_latency.bucket(i));
+  }
+  return counters;
+}
 
 // Per process, for `splitctl ps`.
 struct ProcessMemory {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 
@@ -71,6 +72,48 @@ uint64_t vdso_address(pid_t pid) {
     }
   }
   return 0;
+}
+
+// PAGEMAP_SCAN (Linux 6.7+), defined here because older headers lack it:
+// lists the present pages of a range by walking the page tables, so a huge
+// sparse region costs what it holds, not what it spans.
+struct PageRegion {
+  uint64_t start, end, categories;
+};
+struct PmScanArg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
+      category_mask, category_anyof_mask, return_mask;
+};
+constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+constexpr uint64_t kPageIsPresent = 1 << 3;
+constexpr uint64_t kPageIsSwapped = 1 << 4;
+
+// Calls `present(address)` for each present or swapped page of
+// [start, end); false when the kernel has no PAGEMAP_SCAN.
+template <typename Fn>
+bool scan_pagemap(int pagemap, uint64_t start, uint64_t end, Fn&& present) {
+  std::array<PageRegion, 256> regions;
+  while (start < end) {
+    PmScanArg arg{};
+    arg.size = sizeof arg;
+    arg.start = start;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uint64_t>(regions.data());
+    arg.vec_len = regions.size();
+    arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    arg.return_mask = kPageIsPresent | kPageIsSwapped;
+    long found = ::ioctl(pagemap, kPagemapScan, &arg);
+    if (found < 0) return false;
+    for (long i = 0; i < found; ++i) {
+      for (uint64_t page = regions[static_cast<size_t>(i)].start;
+           page < regions[static_cast<size_t>(i)].end; page += kPage) {
+        present(page);
+      }
+    }
+    if (arg.walk_end <= start) break;
+    start = arg.walk_end;
+  }
+  return true;
 }
 
 void set_nonblocking(int fd) {
@@ -296,6 +339,12 @@ void MemoryManagerImpl::scan_present(Process& process, const std::vector<Region>
   if (process.pagemap < 0) return;
   std::vector<uint64_t> entries(kPagemapBatch);
   for (const Region& region : regions) {
+    if (scan_pagemap(process.pagemap, region.start, region.end, [&](uint64_t page) {
+          process.pages.set(PageBits::kResident, page, true);
+        })) {
+      continue;
+    }
+    // An older kernel: every entry, 8 bytes per page of the region.
     for (uint64_t at = region.start; at < region.end;) {
       size_t count = static_cast<size_t>(std::min<uint64_t>((region.end - at) / kPage, kPagemapBatch));
       ssize_t got = ::pread(process.pagemap, entries.data(), count * sizeof(uint64_t),
@@ -451,7 +500,7 @@ void MemoryManagerImpl::handle_remove(Process& process, uint64_t start, uint64_t
     log.warn("process {}: freeing {:#x}-{:#x} remotely: {}", process.pid.load(), start, end,
              forgotten.error().text());
   }
-  process.next_expected = 0;
+  process.streams = {};
 }
 
 void MemoryManagerImpl::handle_remap(Process& process, uint64_t from, uint64_t to,
@@ -521,7 +570,7 @@ void MemoryManagerImpl::handle_remap(Process& process, uint64_t from, uint64_t t
     i = j;
   }
   sync_counts(process);
-  process.next_expected = 0;
+  process.streams = {};
 }
 
 // ---- the tracer's calls --------------------------------------------------
@@ -689,8 +738,11 @@ void MemoryManagerImpl::match_child(const ProcessPtr& parent, pid_t child) {
   release(*parent);
   for (auto& entry : stillborn) retire_and_free(entry);
   if (!matched) {
-    log.warn("process {} forked {}, but no userfaultfd came for the child", parent->pid.load(),
-             child);
+    // A vfork child that exited (a zombie has no mm to compare) or exec'd
+    // already; anything else would be a fork whose UFFD_EVENT_FORK never
+    // came, and the child's faults would then go unanswered.
+    log.debug("process {} forked {}, and no userfaultfd is waiting for the child",
+              parent->pid.load(), child);
     return;
   }
 
@@ -819,8 +871,11 @@ bool MemoryManagerImpl::evict_once() {
     std::lock_guard lock(m_mutex);
     uint64_t excess = m_cache.excess(kNoVnode);
     for (const auto& [id, vnode] : m_vnodes) excess = std::max(excess, m_cache.excess(id));
-    size_t count = static_cast<size_t>(
-        std::clamp<uint64_t>(excess + kEvictBatch, kEvictBatch, m_options.max_evict_pages));
+    // At least min_evict_pages (but not most of a small cache at once).
+    uint64_t floor = std::min<uint64_t>(m_options.min_evict_pages,
+                                        std::max<uint64_t>(m_cache.budget() / 4, kEvictBatch));
+    size_t count = static_cast<size_t>(std::clamp<uint64_t>(
+        excess + kEvictBatch, floor, std::max<uint64_t>(floor, m_options.max_evict_pages)));
     auto victims = m_cache.victims(count);
     if (victims.empty()) return false;
     for (const PageKey& victim : victims) by_process[victim.mm].push_back(victim.address);
@@ -831,7 +886,7 @@ bool MemoryManagerImpl::evict_once() {
     ProcessPtr process = find_serial(serial);
     if (!process) continue;
     pid_t pid = process->pid;
-    if (pid <= 0) continue;
+    if (pid <= 0 || process->failed) continue;
     {
       std::lock_guard lock(m_mutex);
       if (auto sharers = m_sharers.find(pid); sharers != m_sharers.end() && !sharers->second.empty()) {
@@ -842,6 +897,7 @@ bool MemoryManagerImpl::evict_once() {
     auto ranges = to_ranges(pages);
     process->evicting = true;
     kick_fault_thread();  // its parked faults need not wait for this
+    auto started = Clock::now();
     auto dropped = m_dropper.drop(
         pid, ranges, [&] { return copy_out(process, pid, pages); },
         [&] {
@@ -850,6 +906,10 @@ bool MemoryManagerImpl::evict_once() {
           release(*process);
         });
     process->evicting = false;
+    log.debug("process {}: evicting {} pages in {} ranges took {} us: {}", pid, pages.size(),
+              ranges.size(),
+              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count(),
+              dropped ? std::string("done") : dropped.error().text());
     if (dropped) {
       progress = true;
     } else if (int code = dropped.error().code();
@@ -874,6 +934,27 @@ Result<std::vector<Region>> MemoryManagerImpl::copy_out(const ProcessPtr& proces
       return make_error(ESRCH, "process " + std::to_string(pid) + " is gone");
     }
     if (process.failed) return make_error(ESRCH, "process " + std::to_string(pid) + " failed");
+    {
+      // A CLONE_VM child reported since the eviction was decided writes to
+      // this mm unstopped.
+      std::lock_guard lock(m_mutex);
+      if (auto sharers = m_sharers.find(pid); sharers != m_sharers.end() && !sharers->second.empty()) {
+        return make_error(EAGAIN, "process " + std::to_string(pid) + " shares its memory now");
+      }
+    }
+    if (process.pagemap < 0) {
+      // Without its pagemap we cannot tell a present page from a missing
+      // one, and reading a missing one would fault into our own uffd while
+      // we hold its lock: keep its pages here, out of the cache's books, so
+      // that they do not stand in the way of other evictions.
+      log.warn("process {}: no pagemap, its memory stays local", pid);
+      std::lock_guard lock(m_mutex);
+      for (uint64_t page : process.pages.list(PageBits::kResident)) {
+        m_cache.remove(process.vnode, PageKey{process.serial, page}, false);
+      }
+      process.in_cache = false;
+      return std::vector<Region>{};
+    }
     std::vector<uint64_t> pages;
     for (uint64_t page : victims) {
       if (process.pages.resident(page)) pages.push_back(page);
@@ -973,6 +1054,13 @@ Result<std::vector<Region>> MemoryManagerImpl::copy_out(const ProcessPtr& proces
         std::string reason = stored.error().code() == ENOMEM
                                  ? "out of memory: " + stored.error().message()
                                  : "its memory cannot be written back: " + stored.error().text();
+        if (stored.error().code() == EIO) {
+          // The mComponent is gone: the vNode's next vRegions go elsewhere
+          // (processes with pages there lose them when they touch them).
+          std::lock_guard lock(m_mutex);
+          std::erase_if(m_vnodes[process.vnode].placements,
+                        [client](const auto& entry) { return entry.second == client; });
+        }
         fail(process, reason);
         return std::move(stored).error();
       }

@@ -22,10 +22,17 @@
 //   back; else P2M_PAGE_READ of the page and, on sequential faults, a
 //   prefetch window), handles FORK, REMAP, REMOVE and UNMAP. It never waits
 //   for a lock another thread may hold across the network: a busy process
-//   is deferred and re-armed by whoever releases it. Faults of a vNode far
-//   over its ExCache budget are parked until eviction catches up, for at
-//   most options.park_limit (a parked thread in a kernel-mode copy cannot
-//   stop for an eviction until served, so the wait must be bounded).
+//   is deferred and sent back to it by whoever releases it. Faults of a
+//   vNode more than options.high_water pages over its ExCache budget are
+//   parked until eviction catches up (the budget is a ceiling plus that
+//   much plus a prefetch window). A parked fault of a process that is
+//   being evicted is served at once, one page: its thread may be in a
+//   kernel-mode copy that cannot stop for the eviction until its fault is
+//   served. options.park_limit is the safety net for an eviction that
+//   cannot make progress.
+// - prefetch: up to 8 sequential streams per process (several threads or
+//   loops walking memory); a stream's window starts at prefetch_pages and
+//   doubles per sequential fault up to max_prefetch_pages.
 // - the eviction thread: takes victims from the ExCache, groups them by
 //   process and asks the PageDropper (the tracer) to drop them; the
 //   tracer calls copy_out (reads the pages with process_vm_readv, writes
@@ -47,6 +54,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -79,14 +87,25 @@ struct MemoryOptions {
   uint64_t excache = uint64_t{256} << 20;  // the pComponent's budget, bytes
   PolicyKind policy = PolicyKind::kFifo;
   // Pages installed per fault when the faults of a process are sequential
-  // (1: no prefetch).
+  // (1: no prefetch): the window starts at prefetch_pages and doubles with
+  // each further sequential fault up to max_prefetch_pages (at most a
+  // quarter of the ExCache budget, and kMaxWindow); a fault elsewhere
+  // starts over.
   uint32_t prefetch_pages = 16;
+  uint32_t max_prefetch_pages = 128;
   uint64_t vregion_bytes = kVregionBytes;
   // Faults of a vNode this many pages over its budget wait for eviction,
-  // each at most park_limit.
+  // each at most park_limit (a safety net: eviction normally lets them go
+  // within milliseconds). A parked fault of a process that is being
+  // evicted is served at once, one page, as its thread may be in a
+  // kernel-mode copy that cannot stop until the fault is served.
   uint64_t high_water = 4 * kEvictBatch;
-  Duration park_limit = std::chrono::milliseconds(20);
-  // The most pages one eviction stop of a process drops.
+  Duration park_limit = std::chrono::milliseconds(500);
+  // Pages one eviction stop of a process drops: at least min_evict_pages
+  // (a stop, a write-back and a madvise cost about a millisecond however
+  // few pages they carry), more when the cache is further over budget, at
+  // most max_evict_pages.
+  size_t min_evict_pages = 256;
   size_t max_evict_pages = 1024;
   Duration rpc_timeout = std::chrono::seconds(5);
   // Called (from any of the manager's threads) when a process is killed
@@ -130,6 +149,7 @@ class MemoryManagerImpl final : public MemoryManager {
     uint64_t address = 0;  // page aligned
     bool write = false;
     Clock::time_point read_at{};
+    bool no_prefetch = false;  // served while over budget: this page only
   };
 
   struct Process {
@@ -147,7 +167,7 @@ class MemoryManagerImpl final : public MemoryManager {
     int pagemap = -1;  // /proc/PID/pagemap and /proc/PID/mem of its mm
     int mem = -1;
     bool dead = false;
-    bool failed = false;
+    std::atomic<bool> failed{false};  // written under `lock`
     bool in_cache = false;  // its resident pages are counted in the ExCache
     std::string failure;    // why it failed
     RegionMap regions;
@@ -156,7 +176,15 @@ class MemoryManagerImpl final : public MemoryManager {
     std::map<uint64_t, McomponentClient*> vregions;  // vRegion index -> holder
     std::map<McomponentClient*, uint64_t> mms;       // holder -> mm there
     std::vector<Region> evicting_ranges;  // our own madvise, between copy_out and dropped
-    uint64_t next_expected = 0;           // sequential fault detection
+    // Sequential fault detection, for several threads (or loops) walking
+    // memory at once: where each recent stream's last window ended.
+    struct Stream {
+      uint64_t next = 0;    // the page a sequential fault would be at
+      uint32_t window = 0;  // its current prefetch window
+      uint64_t used = 0;    // for replacing the least recently used
+    };
+    std::array<Stream, 8> streams{};
+    uint64_t stream_clock = 0;
     std::deque<Fault> retry;              // faults the kernel said EAGAIN to
   };
   using ProcessPtr = std::shared_ptr<Process>;
