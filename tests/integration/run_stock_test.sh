@@ -20,7 +20,10 @@ compare_native "a background child killed by SIGKILL" \
   bash -c 'sleep 30 & kill -KILL $!; wait $! 2> /dev/null; echo "child status $?"'
 # A program starts with default signal dispositions and nothing blocked, as
 # from a login shell (`yes | head` must end yes silently by SIGPIPE).
-compare_native "signal dispositions and mask at start" grep -E '^Sig(Ign|Blk)' /proc/self/status
+# Signals 1-31 only: 32 and 33 are glibc's own (thread cancellation, setxid),
+# which no program can reset, so their state is whatever started the tests.
+compare_native "signal dispositions and mask at start" \
+  sh -c 'for k in SigBlk SigIgn; do v=$(sed -n "s/^$k:\t//p" /proc/self/status); echo "$k $((0x$v & 0x7fffffff))"; done'
 compare_native "yes | head -c 10: SIGPIPE ends yes silently" sh -c 'yes | head -c 10'
 printf 'first line\nsecond line\n' > "$TEST_STATE/stdin.txt"
 STDIN_FILE=$TEST_STATE/stdin.txt compare_native "stdin reaches the program" \
