@@ -14,25 +14,16 @@
 
 #include "scomponent/confine.h"
 
+#include "tests/unit/temp_dir.h"
+
 namespace sk::scomponent {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sk-file-store-XXXXXX").string();
-    m_path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code error;
-    fs::remove_all(m_path, error);
-  }
-  const fs::path& path() const { return m_path; }
-
- private:
-  fs::path m_path;
+// Each test's directories carry this file's prefix.
+struct TempDir : testing_support::TempDir {
+  TempDir() : testing_support::TempDir("sk-file-store") {}
 };
 
 void write_file(const fs::path& path, const std::string& text) {

@@ -23,6 +23,8 @@
 #include "scomponent/image.h"
 #include "scomponent/scomponent.h"
 
+#include "tests/unit/temp_dir.h"
+
 namespace sk {
 namespace {
 
@@ -33,20 +35,9 @@ using testing::dispatch;
 using testing::make_request;
 using wire::Opcode;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sk-storage-XXXXXX").string();
-    m_path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code error;
-    fs::remove_all(m_path, error);
-  }
-  const fs::path& path() const { return m_path; }
-
- private:
-  fs::path m_path;
+// Each test's directories carry this file's prefix.
+struct TempDir : testing_support::TempDir {
+  TempDir() : testing_support::TempDir("sk-storage") {}
 };
 
 void write_file(const fs::path& path, const std::string& text) {
