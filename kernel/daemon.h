@@ -64,6 +64,8 @@ class Daemon {
   CLI::App& app() { return m_app; }
   const DaemonFlags& flags() const { return m_flags; }
   const std::string& name() const { return m_name; }
+  // The monitor's address (--monitor). Valid after parse().
+  const Address& monitor() const { return m_monitor; }
   // The transport parse() made, for components that call peers themselves
   // (a pComponent's storage and memory clients). Valid after parse().
   fabric::Transport& transport() { return *m_transport; }

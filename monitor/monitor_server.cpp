@@ -5,6 +5,7 @@
 
 #include "kernel/log.h"
 #include "kernel/wire/codec.h"
+#include "monitor/memory_placement.h"
 
 namespace sk::monitor {
 
@@ -120,6 +121,7 @@ MonitorServer::MonitorServer(Options options)
                           });
                         });
   register_run_handlers();
+  register_memory_placement(m_dispatcher, m_mutex, m_membership);
 }
 
 MonitorServer::~MonitorServer() {

@@ -52,6 +52,10 @@ struct ExitStatus {
   int code = 0;
   int signal = 0;  // non-zero when a signal ended it
   bool core_dumped = false;
+  // Why it ended, when the pComponent knows more than the status says (its
+  // memory was lost with an mComponent): sent with the exit, shown by
+  // `splitctl run`. Set by the process manager, not the launcher.
+  std::string note;
 };
 
 struct TracerStats {

@@ -54,8 +54,7 @@ void Pcomponent::serve_async(Opcode opcode, Handler handler) {
 }
 
 Member::Usage Pcomponent::usage() const {
-  // FIXME: usage = resident ExCache bytes and load = running processes once
-  // processes run here.
+  // The daemon fills in the resident bytes and the load (main.cpp).
   return Member::Usage{m_excache, 0, 0};
 }
 

@@ -62,8 +62,8 @@ class Pcomponent {
   const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
   // For the process manager's handlers (ProcessManager::register_handlers).
   rpc::Dispatcher& dispatcher() { return m_dispatcher; }
-  // For heartbeats: the ExCache budget, pages resident (none yet), running
-  // processes (none yet).
+  // For heartbeats: the ExCache budget as capacity (usage and load are the
+  // memory and process managers', which the daemon adds).
   Member::Usage usage() const;
   std::map<VnodeId, Vnode> vnodes() const;
   // The vNodes' roots, for the process manager.

@@ -108,8 +108,12 @@ size_t ProcessManager::running() const {
 }
 
 void ProcessManager::finished(uint64_t run) {
-  std::lock_guard lock(m_mutex);
-  if (m_runs.erase(run) != 0) ++m_ended;
+  {
+    std::lock_guard lock(m_mutex);
+    if (m_runs.erase(run) != 0) ++m_ended;
+  }
+  std::lock_guard lock(m_exits->mutex);
+  m_exits->notes.erase(run);  // a note that came after the exit
 }
 
 void ProcessManager::register_handlers(rpc::Dispatcher& dispatcher) {
@@ -252,6 +256,7 @@ void ProcessManager::start(const wire::RunCommand& command, VnodeId vnode,
   auto pid = m_launcher.launch(spec, [exits = m_exits, run](ExitStatus status) {
     // The tracer's thread: only queue it.
     std::lock_guard lock(exits->mutex);
+    if (auto note = exits->notes.extract(run->id)) status.note = std::move(note.mapped());
     if (exits->pump != nullptr) exits->pump->exited(run, status);
   });
   // The program has its copies now (or never will).
@@ -292,6 +297,45 @@ Result<void> ProcessManager::signal(uint64_t run, int signo) {
   }
   log.info("run {}: signal {} to host pid {}'s group", run, signo, pid);
   return signal_group(m_launcher, pid, signo);
+}
+
+// The parent of `pid` from /proc/PID/stat ("pid (comm) state ppid ..."), or
+// -1 when it is gone.
+static pid_t parent_of(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 1));
+  std::string state;
+  pid_t parent = -1;
+  if (!(fields >> state >> parent)) return -1;
+  return parent;
+}
+
+void ProcessManager::memory_failed(pid_t pid, const std::string& why) {
+  std::map<pid_t, uint64_t> run_of;
+  {
+    std::lock_guard lock(m_mutex);
+    for (const auto& [id, run] : m_runs) {
+      if (run.pid > 0) run_of[run.pid] = id;
+    }
+  }
+  // Up the parents: the launched program is an ancestor of everything its
+  // run started, unless an ancestor in between has died (its orphans go
+  // to the vNode's init, which is no run's).
+  constexpr int kMaxDepth = 64;
+  pid_t at = pid;
+  for (int depth = 0; at > 1 && depth < kMaxDepth; ++depth, at = parent_of(at)) {
+    auto it = run_of.find(at);
+    if (it == run_of.end()) continue;
+    std::lock_guard lock(m_exits->mutex);
+    std::string& note = m_exits->notes[it->second];
+    if (note.empty()) {
+      note = at == pid ? why : "process " + std::to_string(pid) + " was killed: " + why;
+    }
+    return;
+  }
+  log.warn("host pid {} was killed ({}), and no run of this pComponent is its ancestor", pid, why);
 }
 
 void ProcessManager::drop_vnode(VnodeId vnode) {
@@ -348,6 +392,11 @@ std::vector<wire::ProcessRecord> ProcessManager::processes(VnodeId vnode) {
         uptime > started_s ? static_cast<uint64_t>((uptime - started_s) * 1000.0) : 0;
     record.rss = std::stoull(field[21]) * static_cast<uint64_t>(page);
     if (auto it = run_of.find(process.launched); it != run_of.end()) record.run = it->second;
+    if (m_memory != nullptr) {
+      memory::ProcessMemory pages = m_memory->process(process.pid);
+      record.cache_pages = pages.resident_pages;
+      record.remote_pages = pages.remote_pages;
+    }
     std::string cmdline = read_file(proc + "/cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
@@ -387,6 +436,13 @@ std::vector<wire::StatRecord> ProcessManager::counters() {
   for (const auto& [name, count] : tracer.syscalls) add("syscalls", name, count);
   for (const auto& [name, count] : tracer.refused) add("refused", name, count);
   for (const auto& [name, count] : m_storage.stats()) add("storage", name, count);
+  if (m_memory != nullptr) {
+    for (const auto& [name, value] : memory::memory_counters(m_memory->stats())) {
+      add("memory", name, value);
+    }
+    add("memory", "userfaults", tracer.userfaults);
+    add("memory", "drops", tracer.drops);
+  }
   return records;
 }
 

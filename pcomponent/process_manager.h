@@ -19,13 +19,16 @@
 //                 traced process (Launcher::processes()) of the vNode (or
 //                 of all), from /proc: state, runtime, RSS, command line.
 //   MON2P_STATS   empty -> ClusterListReply + StatRecord[]: groups
-//                 "process", "tracer", "syscalls", "refused", "storage".
+//                 "process", "tracer", "syscalls", "refused", "storage",
+//                 and "memory" (memory_counters()) with a memory manager.
 //
 // Wiring in the pComponent (a few lines):
 //   ProcessManager processes(*launcher, storage);
 //   processes.register_handlers(dispatcher);         // before serving
 //   usage.load = processes.running();                // heartbeats
 //   processes.drop_vnode(id);                        // before storage.drop(id)
+//   processes.attach_memory(&memory);                // before serving
+//   memory on_failure -> processes.memory_failed(pid, why)
 //   processes.stop();                                // before storage.stop()
 //
 // Threads: RUN, PS and STATS block (launching waits for the tracer and may
@@ -46,6 +49,7 @@
 #include "kernel/rpc/rpc.h"
 #include "kernel/wire/process_messages.h"
 #include "pcomponent/launcher.h"
+#include "pcomponent/memory/memory_manager.h"
 #include "pcomponent/run_pump.h"
 #include "pcomponent/storage.h"
 
@@ -69,6 +73,17 @@ class ProcessManager {
 
   // Serves MON2P_RUN, _STDIN, _SIGNAL, _PS and _STATS on `dispatcher`.
   void register_handlers(rpc::Dispatcher& dispatcher);
+
+  // The memory manager whose per-process pages `ps` shows and whose
+  // counters `stats` reports. Call before serving; it must outlive the
+  // manager's handlers.
+  void attach_memory(const memory::MemoryManager* memory) { m_memory = memory; }
+
+  // The memory manager killed host process `pid` (its memory was lost or
+  // could not be stored): the run it belongs to (found through its
+  // parents, while it still lives) reports `why` with its exit. Never
+  // blocks; any thread.
+  void memory_failed(pid_t pid, const std::string& why);
 
   // Programs started and not yet reported ended: the load in heartbeats.
   size_t running() const;
@@ -109,10 +124,12 @@ class ProcessManager {
   struct ExitSink {
     std::mutex mutex;
     RunPump* pump = nullptr;  // null once stopped
+    std::map<uint64_t, std::string> notes;  // run -> what its exit says
   };
 
   Launcher& m_launcher;
   Storage& m_storage;
+  const memory::MemoryManager* m_memory = nullptr;
   RunPump m_pump;
   std::shared_ptr<ExitSink> m_exits = std::make_shared<ExitSink>();
 

@@ -383,10 +383,13 @@ void RunPump::maybe_finish(const std::shared_ptr<Run>& run) {
   exit.code = status.code;
   exit.signal = status.signal;
   exit.flags = status.core_dumped ? wire::kExitCoreDumped : 0;
+  std::string_view note = std::string_view(status.note).substr(0, wire::kMaxExitText);
+  exit.text_length = static_cast<uint32_t>(note.size());
   log.debug("run {}: exit {} reported", run->id, status.code);
   // Forgotten first, so that the load is right by the time the monitor hears.
   if (m_finished) m_finished(run->id);
-  run->monitor->call_async(wire::Opcode::P2MON_EXIT, run->vnode, wire::encode(exit),
+  run->monitor->call_async(wire::Opcode::P2MON_EXIT, run->vnode,
+                           wire::encode(exit, wire::as_bytes(note)),
                            m_options.exit_timeout, [id = run->id](Result<fabric::Message> reply) {
                              auto checked = rpc::check_reply(std::move(reply));
                              if (!checked && checked.error().code() != ENOENT) {

@@ -70,7 +70,9 @@ void block_run_signals();
 // How a run ended, when it ran at all.
 struct RunOutcome {
   int status = 0;     // what splitctl exits with: the program's $?, or 255
-  std::string lost;   // not empty: why the run was lost (status 255)
+  // Not empty: why the run was lost (status 255), or why the program
+  // ended as it did, when its pComponent knows (its memory was lost).
+  std::string note;
   wire::RunStarted started{};
 };
 

@@ -181,7 +181,7 @@ Result<int> run_run(const Invocation& invocation, MonitorClient& client, std::os
   spec.env = run_environment(args.env, std::getenv("TERM"), std::getenv("LANG"));
   spec.cwd = args.cwd.empty() ? "/" : args.cwd;
   auto outcome = TRY(client.run(spec, invocation.stdio));
-  if (!outcome.lost.empty()) err << "splitctl: " << outcome.lost << "\n";
+  if (!outcome.note.empty()) err << "splitctl: " << outcome.note << "\n";
   return outcome.status;
 }
 
@@ -278,7 +278,8 @@ const std::vector<CommandSpec>& commands() {
        .summary = "list the processes of every vNode, or of one",
        .details = "Every process of the vNode's programs, on every alive pComponent: its pid\n"
                   "inside the vNode, where it runs, its state (R running, S sleeping, D disk,\n"
-                  "T stopped, Z zombie), how long it has run, its resident memory, its command.",
+                  "T stopped, Z zombie), how long it has run, its resident memory (RSS), its\n"
+                  "pages in the ExCache (CACHE) and on mComponents (REMOTE), its command.",
        .completes = Completes::kVnodeName,
        .declare = declare_ps,
        .check = check_ps,

@@ -166,12 +166,15 @@ std::string format_processes(const std::vector<wire::ProcessRecord>& processes) 
                {"STATE"},
                {"RUNTIME", Align::kRight},
                {"RSS", Align::kRight},
+               {"CACHE", Align::kRight},
+               {"REMOTE", Align::kRight},
                {"COMMAND"}});
   for (const auto& process : processes) {
     table.add_row({process.vnode_name.str(), std::to_string(process.pid),
                    std::to_string(process.pcomponent), std::string(1, static_cast<char>(process.state)),
                    format_runtime(process.runtime_ms), format_size(process.rss),
-                   process.command.str()});
+                   format_size(process.cache_pages * wire::kPageSize),
+                   format_size(process.remote_pages * wire::kPageSize), process.command.str()});
   }
   return table.render();
 }

@@ -339,7 +339,7 @@ class FabricMonitorClient::RunSession {
           } else if ((item.exit.flags & wire::kExitLost) != 0) {
             outcome = RunOutcome{255, item.text.empty() ? "the run was lost" : item.text, {}};
           } else {
-            outcome = RunOutcome{item.exit.code, {}, {}};
+            outcome = RunOutcome{item.exit.code, item.text, {}};
           }
           {
             std::lock_guard lock(m_mutex);

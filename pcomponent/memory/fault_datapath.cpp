@@ -202,6 +202,10 @@ void MemoryManagerImpl::release_parked(bool all) {
       still.push_back(entry);  // next round
       continue;
     }
+    if (!all && now >= entry.deadline && !process->evicting && should_park(*process)) {
+      std::lock_guard lock(m_mutex);
+      ++m_stats.overruns;
+    }
     if (!process->dead && serve_fault(*process, entry.fault) == Served::kRetry) {
       process->retry.push_back(entry.fault);
       std::lock_guard lock(m_mutex);

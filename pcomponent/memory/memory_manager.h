@@ -129,6 +129,7 @@ struct MemoryStats {
   uint64_t refused_reservations = 0;  // reserve() said ENOMEM
   uint64_t failed_processes = 0;      // killed: their memory was lost
   uint64_t parked_faults = 0;   // faults that waited for eviction (over budget)
+  uint64_t overruns = 0;        // parked faults served over budget after park_limit
   Histogram fault_latency;      // missing fault -> page installed, in ns
   Histogram zero_fill_latency;  // the zero-filled faults alone
   Histogram fetch_latency;      // the faults that fetched from an mComponent
@@ -154,6 +155,7 @@ inline std::vector<std::pair<std::string, uint64_t>> memory_counters(const Memor
       {"refused_reservations", stats.refused_reservations},
       {"failed_processes", stats.failed_processes},
       {"parked_faults", stats.parked_faults},
+      {"overruns", stats.overruns},
   };
   auto summary = [&](const std::string& name, const Histogram& histogram) {
     counters.emplace_back(name + "_count", histogram.count());

@@ -100,7 +100,9 @@ struct MemoryOptions {
   // evicted is served at once, one page, as its thread may be in a
   // kernel-mode copy that cannot stop until the fault is served.
   uint64_t high_water = 4 * kEvictBatch;
-  Duration park_limit = std::chrono::milliseconds(500);
+  // (2 s: on a loaded 2-core machine eviction can fall half a second
+  // behind; `overruns` in the stats counts the faults that did go over.)
+  Duration park_limit = std::chrono::seconds(2);
   // Pages one eviction stop of a process drops: at least min_evict_pages
   // (a stop, a write-back and a madvise cost about a millisecond however
   // few pages they carry), more when the cache is further over budget, at

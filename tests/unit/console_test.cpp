@@ -537,10 +537,12 @@ TEST_F(ConsoleTest, PsTableAndJson) {
   m_client.processes.processes = {
       process_record("web", 2, 3, 'S', 5'000, 3ull << 20, "bash -c sleep 100"),
       process_record("web", 14, 3, 'R', 3'723'000, 512ull << 10, "sleep 100")};
+  m_client.processes.processes[0].cache_pages = 256;
+  m_client.processes.processes[0].remote_pages = 1024;
   EXPECT_EQ(run({"ps", "web"}),
-            "VNODE  PID  PCOMPONENT  STATE  RUNTIME        RSS  COMMAND\n"
-            "web      2           3  S         0:05    3.0 MiB  bash -c sleep 100\n"
-            "web     14           3  R      1:02:03  512.0 KiB  sleep 100\n");
+            "VNODE  PID  PCOMPONENT  STATE  RUNTIME        RSS    CACHE   REMOTE  COMMAND\n"
+            "web      2           3  S         0:05    3.0 MiB  1.0 MiB  4.0 MiB  bash -c sleep 100\n"
+            "web     14           3  R      1:02:03  512.0 KiB      0 B      0 B  sleep 100\n");
   EXPECT_EQ(m_client.calls.back(), "ps web");
   auto json = Json::parse(run({"ps", "--json"}));
   ASSERT_EQ(json.size(), 2u);

@@ -328,7 +328,7 @@ TEST_F(RunClientTest, OutputStreamsToItsStreamsAndTheStatusComesBack) {
   auto outcome = run({"echo", "7"}, pipes.stdio());
   ASSERT_TRUE(outcome.ok()) << outcome.error().text();
   EXPECT_EQ(outcome->status, 7);
-  EXPECT_EQ(outcome->lost, "");
+  EXPECT_EQ(outcome->note, "");
   EXPECT_EQ(outcome->started.vnode_pid, 2);
   pipes.close_writers();
   EXPECT_EQ(read_all(pipes.out[0]), "a\nc\n");
@@ -386,7 +386,7 @@ TEST_F(RunClientTest, APcomponentThatDiesEndsTheRunWith255) {
   auto outcome = future.get();
   ASSERT_TRUE(outcome.ok()) << outcome.error().text();
   EXPECT_EQ(outcome->status, 255);
-  EXPECT_EQ(outcome->lost, "pComponent 2 failed while running the program");
+  EXPECT_EQ(outcome->note, "pComponent 2 failed while running the program");
 }
 
 TEST_F(RunClientTest, ASlowTerminalThrottlesTheProgram) {
