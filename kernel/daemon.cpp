@@ -110,7 +110,10 @@ Daemon::Daemon(std::string name, NodeKind kind, std::string description)
                   "address to serve peers on; port 0 picks a free one, which is advertised")
       ->type_name("HOST:PORT")
       ->capture_default_str();
-  m_app.add_option("--fabric", m_flags.fabric, "transport: tcp (verbs is not built yet)")
+  m_app
+      .add_option("--fabric", m_flags.fabric,
+                  "transport: tcp, or verbs (RDMA: the port named by $SK_VERBS_DEVICE, "
+                  "else the first active one)")
       ->type_name("KIND")
       ->capture_default_str();
   m_app.add_option("--log-level", m_flags.log_level, "trace, debug, info, warn, error or off")

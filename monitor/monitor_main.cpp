@@ -1,8 +1,12 @@
 // The monitor daemon: owns the cluster's membership and vNode table and
 // serves the console. See monitor_server.h for the protocol.
 //
-//   monitor [--listen HOST:PORT] [--fabric tcp] [--default-memory SIZE]
-//           [--failure-timeout MS] [--log-level LEVEL]
+//   monitor [--listen HOST:PORT] [--fabric tcp] [--console-listen HOST:PORT]
+//           [--default-memory SIZE] [--failure-timeout MS] [--log-level LEVEL]
+//
+// --console-listen serves splitctl on a second, tcp listener with the same
+// dispatcher, for when the fabric is one a console cannot speak (verbs) or
+// lives on a network the console cannot reach (the QEMU cluster's fabric).
 //
 // Exit status: 0 after SIGINT/SIGTERM, 1 when start-up fails, 2 for a bad
 // flag (one line on stderr).
@@ -10,6 +14,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "kernel/config.h"
 #include "kernel/fabric/transport.h"
@@ -33,6 +39,7 @@ int bad_flag(const std::string& text) {
 int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:7070";
   std::string fabric = "tcp";
+  std::string console_listen;
   std::string default_memory = "1G";
   int64_t failure_timeout_ms = 2000;
   std::string log_level = "info";
@@ -45,6 +52,9 @@ int main(int argc, char** argv) {
   app.add_option("--fabric", fabric, "transport: tcp (verbs is not built yet)")
       ->type_name("KIND")
       ->capture_default_str();
+  app.add_option("--console-listen", console_listen,
+                 "also serve splitctl on this address, over tcp whatever --fabric is")
+      ->type_name("HOST:PORT");
   app.add_option("--default-memory", default_memory,
                  "memory quota of a vNode created without --memory")
       ->type_name("SIZE")
@@ -67,6 +77,12 @@ int main(int argc, char** argv) {
 
   auto address = sk::parse_address(listen);
   if (!address) return bad_flag("--listen: " + address.error().message());
+  std::optional<sk::Address> console_address;
+  if (!console_listen.empty()) {
+    auto parsed = sk::parse_address(console_listen);
+    if (!parsed) return bad_flag("--console-listen: " + parsed.error().message());
+    console_address = *parsed;
+  }
   auto memory = sk::parse_size(default_memory);
   if (!memory) return bad_flag("--default-memory: " + memory.error().message());
   if (*memory == 0) return bad_flag("--default-memory: must be more than 0");
@@ -102,6 +118,23 @@ int main(int argc, char** argv) {
     return kExitStartupFailed;
   }
   server->set_address(bound->to_string());
+  std::unique_ptr<sk::fabric::Transport> console_transport;
+  if (console_address) {
+    auto made = sk::fabric::make_transport("tcp");
+    if (!made) {
+      logger.error("console transport: {}", made.error().text());
+      return kExitStartupFailed;
+    }
+    console_transport = std::move(*made);
+    console_transport->set_node_id(sk::kMonitorNodeId);
+    auto console_bound =
+        console_transport->listen(*console_address, server->dispatcher().handler());
+    if (!console_bound) {
+      logger.error("--console-listen: {}", console_bound.error().text());
+      return kExitStartupFailed;
+    }
+    logger.info("console listener on {} (tcp)", console_bound->to_string());
+  }
   server->start();
   if (failure_timeout_ms < 2 * static_cast<int64_t>(sk::monitor::kHeartbeatIntervalMs)) {
     logger.warn(
@@ -118,6 +151,7 @@ int main(int argc, char** argv) {
   logger.info("{}: shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
   // The transport first: requests in flight to components fail at once, so
   // the worker finishes quickly and every waiting console gets its answer.
+  if (console_transport) console_transport->stop();
   (*transport)->stop();
   server->stop();
   return 0;

@@ -3,6 +3,9 @@
 #include <future>
 
 #include "kernel/fabric/tcp/tcp_transport.h"
+#if SK_HAVE_VERBS
+#include "kernel/fabric/verbs/verbs_transport.h"
+#endif
 
 namespace sk::fabric {
 
@@ -75,8 +78,14 @@ Result<void> Connection::write(RegionKey region, uint64_t offset, ByteView from,
 Result<std::unique_ptr<Transport>> make_transport(std::string_view kind) {
   if (kind == "tcp") return std::unique_ptr<Transport>(std::make_unique<TcpTransport>());
   if (kind == "verbs") {
+#if SK_HAVE_VERBS
+    auto transport = TRY(VerbsTransport::create());
+    return std::unique_ptr<Transport>(std::move(transport));
+#else
     return make_error(EPROTONOSUPPORT,
-                      "the verbs transport is not part of this build yet; use --fabric tcp");
+                      "this build has no verbs transport (libibverbs-dev was missing); "
+                      "use --fabric tcp");
+#endif
   }
   return make_error(EINVAL, "unknown fabric '" + std::string(kind) + "' (expected tcp or verbs)");
 }

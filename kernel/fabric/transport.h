@@ -1,5 +1,5 @@
 // The fabric: how splitkernel components talk. One interface, several
-// transports (tcp on Boost.Asio now; libibverbs RC queue pairs later), chosen
+// transports (tcp on Boost.Asio; verbs on libibverbs RC queue pairs), chosen
 // at start-up; everything above this file is transport-blind.
 //
 // Semantics every transport provides:
@@ -52,10 +52,14 @@ struct Message {
   int status() const { return header.status; }
 };
 
-// What a peer needs to access a registered region one-sidedly.
+// What a peer needs to access a registered region one-sidedly. Hand it over
+// whole: verbs addresses the peer's memory by `address` (the region's start
+// in the owner's address space) and the NIC checks `rkey`; tcp needs only
+// the rkey and ignores the address.
 struct RegionKey {
   uint32_t rkey = 0;
   uint64_t length = 0;
+  uint64_t address = 0;
 };
 
 class Connection;
@@ -146,8 +150,12 @@ class Transport {
                                                       Duration timeout = kDefaultTimeout) = 0;
 
   // Registers memory peers may read and write one-sidedly until it is
-  // deregistered. The memory must outlive the registration.
+  // deregistered. The memory must outlive the registration. Any thread.
   virtual Result<RegionKey> register_region(std::span<std::byte> memory) = 0;
+  // After it returns, peers' new accesses with the key fail with EINVAL. On
+  // verbs it waits (up to a second) for the peers that used the key to
+  // forget it, unless called on the transport's thread; an access racing the
+  // deregistration may then cost its connection. Any thread.
   virtual void deregister_region(uint32_t rkey) = 0;
 
   // The node id stamped as `source` on every message sent from now on.
@@ -159,8 +167,10 @@ class Transport {
   virtual void stop() = 0;
 };
 
-// Makes a transport by name ("tcp"; "verbs" once built). Unknown names and
-// transports this build lacks are a clear error.
+// Makes a transport by name: "tcp", or "verbs" (which opens the RDMA device
+// now, so a machine without one is a clear error here: see verbs_device.h for
+// $SK_VERBS_DEVICE and $SK_VERBS_GID_INDEX). Unknown names and transports
+// this build lacks are a clear error too.
 Result<std::unique_ptr<Transport>> make_transport(std::string_view kind);
 
 }  // namespace sk::fabric

@@ -1,0 +1,380 @@
+// The verbs transport: the fabric over libibverbs RC queue pairs, for real
+// RNICs (InfiniBand, RoCE) and soft-RoCE (rdma_rxe) in the QEMU cluster.
+//
+// Shape (see verbs_control.h for set-up, verbs_datapath.cpp for the wire):
+// - Each connection is one RC QP with its own CQ, a TCP control socket kept
+//   open beside it (set-up, key checks, and a prompt "peer gone" signal), and
+//   one registered block holding its receive, send and staging buffers.
+// - RPC messages are the 40-byte wire::Header + payload, as on tcp, sent as
+//   SEND_WITH_IMM fragments of at most one receive buffer; RC delivers them
+//   in order, so the receiver reassembles by the header's payload_length.
+//   The immediate carries the fragment's type and piggybacked credits.
+// - Credits: a sender may only SEND into receive buffers the peer has posted
+//   and returned to it, so it never overruns the receiver (no RNR waits).
+// - One-sided read/write are real RDMA READ/WRITE on the peer's registered
+//   memory, after a once-per-key check over the control socket.
+//
+// Threads: one loop thread per transport runs epoll over the control
+// sockets, the completion channel (CQs are armed with ibv_req_notify_cq, so
+// an idle transport sleeps), an eventfd for posted work, and the timers. All
+// connection state belongs to that thread; public methods post to it, and
+// every callback runs on it. Outgoing connections are set up on the caller's
+// thread and then handed over.
+//
+// Shutdown: VerbsContext::post() refuses work once stopping; stop() queues a
+// last task that closes every listener and connection (failing what is
+// outstanding) and ends the loop, then joins it. Lock order:
+// VerbsContext::m_mutex, then VerbsContext::m_regions_mutex (never held
+// together in practice).
+#pragma once
+
+#include <infiniband/verbs.h>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kernel/fabric/transport.h"
+#include "kernel/fabric/verbs/verbs_control.h"
+#include "kernel/fabric/verbs/verbs_device.h"
+
+namespace sk::fabric {
+
+namespace verbs {
+
+// One receive buffer, and so the largest SEND fragment: big enough that a
+// 1 MiB file read is 17 fragments, small enough that the buffers of a
+// connection stay a few MiB of pinned memory.
+inline constexpr uint32_t kBufferSize = 64 * 1024;
+// Receive buffers posted per connection: the credits a peer starts with.
+inline constexpr uint32_t kRecvDepth = 16;
+// Send buffers per connection; with kRecvDepth this keeps ~1 MiB in flight.
+inline constexpr uint32_t kSendBuffers = 16;
+// Bounce buffers for one-sided access to memory that is not registered.
+inline constexpr uint32_t kStagingBuffers = 8;
+// Work requests outstanding on a send queue: fragments, credit updates and
+// RDMA chunks (zero-copy ones need no staging buffer, hence the margin).
+inline constexpr uint32_t kSendQueueDepth = 64;
+// Return credits in a message of their own once this many are owed and no
+// outgoing fragment carries them sooner.
+inline constexpr uint32_t kCreditBatch = kRecvDepth / 4;
+// A zero-copy RDMA chunk (local memory already registered): bounded so that
+// one huge access does not monopolise the send queue.
+inline constexpr uint32_t kZeroCopyChunk = 1u << 20;
+
+}  // namespace verbs
+
+class VerbsConnection;
+
+// Waits for the peers that checked a key to confirm they forgot it.
+struct RevokeWait {
+  size_t remaining = 0;
+  std::function<void()> done;  // runs once, on the loop thread
+  void one_done() {
+    if (remaining > 0 && --remaining == 0 && done) std::exchange(done, nullptr)();
+  }
+};
+
+// What a transport's connections share: the device, the loop and its
+// timers, and the registered regions. Kept alive by every connection so that
+// one outliving its transport fails cleanly.
+class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
+ public:
+  explicit VerbsContext(std::shared_ptr<VerbsDevice> device);
+  ~VerbsContext();
+  // Creates the epoll set and the eventfd; before run().
+  Result<void> init();
+
+  VerbsDevice& device() { return *m_device; }
+  NodeId node_id() const { return m_node.load(std::memory_order_relaxed); }
+  void set_node_id(NodeId node) { m_node.store(node, std::memory_order_relaxed); }
+
+  // Runs fn on the loop thread; false (fn dropped) once stopping. Any thread.
+  bool post(std::function<void()> fn);
+  // The same, even while stopping, for the shutdown paths; dropped only once
+  // the loop has ended. Any thread.
+  void post_always(std::function<void()> fn);
+  bool stopping();
+  bool on_loop_thread() const { return std::this_thread::get_id() == m_loop_thread.load(); }
+
+  // The loop; the transport's thread body. Returns after stop's last task.
+  void run();
+  // Queues the last task (close everything, end the loop). Any thread, once.
+  void begin_stop();
+
+  // ---- loop thread only ----
+  using TimerId = uint64_t;
+  TimerId add_timer(Duration after, std::function<void()> fn);
+  void cancel_timer(TimerId id);
+  using WatchId = uint64_t;
+  WatchId watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
+  void modify(WatchId id, uint32_t events);
+  void unwatch(WatchId id);
+  // Live connections: the loop owns them until they shut down.
+  void adopt(std::shared_ptr<VerbsConnection> connection);
+  void forget(VerbsConnection* connection);
+  // Accepts connections on a listening socket.
+  void add_listener(int fd, RequestHandler handler);
+  // Tells every peer that checked rkey to forget it; done runs when all have
+  // confirmed, closed, or a second has passed.
+  void revoke_everywhere(uint32_t rkey, std::function<void()> done);
+
+  // ---- registered regions, any thread ----
+  Result<RegionKey> register_region(std::span<std::byte> memory);
+  // Removes the key from the table and returns its MR (null if unknown); the
+  // caller deregisters it once peers have forgotten the key.
+  ibv_mr* take_region(uint32_t rkey);
+  // 0 when [address, address+length) lies in the region rkey, else EINVAL.
+  int check_region(uint32_t rkey, uint64_t address, uint64_t length);
+  // The lkey of a registered region holding [data, data+length), if any.
+  std::optional<uint32_t> local_key(const std::byte* data, size_t length);
+  // Deregisters what is left; after the loop has ended.
+  void release_regions();
+
+ private:
+  struct Watch {
+    int fd;
+    std::shared_ptr<std::function<void(uint32_t)>> handler;
+  };
+  struct Listener {
+    int fd;
+    WatchId watch;
+    RequestHandler handler;
+  };
+  // An accepted socket whose peer has not yet sent its hello.
+  struct Handshake {
+    int fd;
+    WatchId watch;
+    TimerId timer;
+    RequestHandler handler;
+    verbs::ControlRecord hello{};
+    size_t have = 0;  // bytes of hello received
+  };
+
+  void run_tasks();
+  int run_timers();  // fires due timers; ms until the next (-1: none)
+  void on_completion_channel();
+  void accept_from(Listener& listener);
+  void on_handshake(uint64_t id, uint32_t events);
+  void close_handshake(uint64_t id);
+  void finish_stop();
+
+  std::shared_ptr<VerbsDevice> m_device;
+  std::atomic<NodeId> m_node{kNoNode};
+  std::atomic<std::thread::id> m_loop_thread{};
+  int m_epoll = -1;
+  int m_eventfd = -1;
+
+  std::mutex m_mutex;  // guards m_stopping, m_ended, m_tasks
+  bool m_stopping = false;
+  bool m_ended = false;
+  std::vector<std::function<void()>> m_tasks;
+
+  // Loop thread state.
+  bool m_quit = false;
+  WatchId m_next_watch = 1;
+  std::unordered_map<WatchId, Watch> m_watches;
+  TimerId m_next_timer = 1;
+  std::map<std::pair<std::chrono::steady_clock::time_point, TimerId>, std::function<void()>>
+      m_timers;
+  std::unordered_map<TimerId, std::chrono::steady_clock::time_point> m_timer_deadlines;
+  std::unordered_map<VerbsConnection*, std::shared_ptr<VerbsConnection>> m_live;
+  std::vector<std::unique_ptr<Listener>> m_listeners;
+  uint64_t m_next_handshake = 1;
+  std::map<uint64_t, Handshake> m_handshakes;
+
+  std::mutex m_regions_mutex;  // guards m_regions
+  std::map<uint32_t, ibv_mr*> m_regions;
+};
+
+class VerbsConnection final : public Connection {
+ public:
+  // Creates the CQ, the QP (in INIT) and the buffers, and posts the receive
+  // buffers. Takes ownership of control_fd. Any thread.
+  static Result<std::shared_ptr<VerbsConnection>> create(std::shared_ptr<VerbsContext> context,
+                                                         int control_fd, RequestHandler handler);
+  ~VerbsConnection() override;
+
+  // This end's kHello.
+  verbs::ControlRecord hello() const;
+  // Moves the QP to RTR and RTS towards the peer described by its kHello.
+  // Any thread, before start().
+  Result<void> connect_qp(const verbs::ControlRecord& peer);
+  // Hands the connection to the loop: watches the control socket and arms
+  // the CQ. Loop thread, once.
+  void start();
+  // The CQ's completion channel fired. Loop thread.
+  void on_cq_event();
+  // If the peer checked rkey, asks it to forget the key and makes `wait`
+  // wait for its answer (or for this connection's end). Loop thread.
+  void revoke_key(uint32_t rkey, const std::shared_ptr<RevokeWait>& wait);
+  // Closes the connection and fails everything outstanding. Loop thread.
+  void shutdown(const char* reason);
+
+  void call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
+                  ReplyCallback done) override;
+  void read_async(RegionKey region, uint64_t offset, std::span<std::byte> into, Duration timeout,
+                  DoneCallback done) override;
+  void write_async(RegionKey region, uint64_t offset, ByteView from, Duration timeout,
+                   DoneCallback done) override;
+  void send_reply(const wire::Header& request, int status, Bytes payload) override;
+  void close() override;
+  bool is_open() const override { return m_open.load(); }
+  std::string peer() const override { return m_peer; }
+  void set_close_handler(std::function<void()> handler) override;
+
+ private:
+  VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd, RequestHandler handler);
+
+  struct Pending {
+    ReplyCallback done;
+    VerbsContext::TimerId timer;
+  };
+  struct Outgoing {
+    wire::Header header;
+    Bytes payload;
+    size_t sent = 0;  // bytes of header + payload already posted
+  };
+  // A one-sided operation, split into chunks of at most one RDMA request.
+  struct Access {
+    bool is_read;
+    RegionKey region;
+    uint64_t offset;
+    std::byte* local;
+    size_t length;
+    DoneCallback done;
+    VerbsContext::TimerId timer;
+    size_t chunks_left = 0;
+  };
+  struct Chunk {
+    uint64_t access;
+    uint64_t at;      // offset within the access
+    uint32_t length;
+    uint32_t staging;  // index of the bounce buffer, or kNoStaging
+    std::optional<uint32_t> lkey;  // zero-copy: the lkey of the caller's memory
+  };
+  static constexpr uint32_t kNoStaging = ~0u;
+  // What this end knows of one of the peer's keys.
+  struct RemoteKey {
+    bool valid = false;
+    uint64_t check_token = 0;        // non-zero while a kKeyCheck is out
+    std::vector<uint64_t> waiting;   // accesses waiting for the answer
+  };
+  using RemoteKeyId = std::tuple<uint32_t, uint64_t, uint64_t>;  // rkey, address, length
+
+  // Set-up and teardown (verbs_connection.cpp).
+  Result<void> create_resources();
+  void release_resources();
+  void on_control(uint32_t events);
+  void on_record(const verbs::ControlRecord& record);
+  void send_control(const verbs::ControlRecord& record);
+  void flush_control();
+  std::byte* recv_buffer(uint32_t index) const;
+  std::byte* send_buffer(uint32_t index) const;
+  std::byte* staging_buffer(uint32_t index) const;
+
+  // Datapath (verbs_datapath.cpp). Loop thread.
+  void start_call(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
+                  ReplyCallback done);
+  void enqueue(wire::Header header, Bytes payload);
+  void pump();
+  bool post_fragment();
+  bool post_credit_update();
+  Result<void> post_receive(uint32_t index);
+  void on_completion(const ibv_wc& completion);
+  void on_fragment(const std::byte* data, size_t length);
+  void on_message(Message message);
+  void on_request(Message message);
+  void reject_stream(const Error& error);
+  void start_access(Access access, Duration timeout);
+  void on_key_answer(RemoteKeyId key, int status);
+  void issue_access(uint64_t id);
+  void pump_rdma();
+  void finish_access(uint64_t id, Result<void> result);
+  void fail_everything(const std::string& why);
+
+  std::shared_ptr<VerbsContext> m_context;
+  RequestHandler m_handler;
+  std::string m_peer;
+  std::atomic<bool> m_open{true};
+
+  // Verbs resources; released on shutdown or destruction.
+  int m_fd = -1;
+  ibv_cq* m_cq = nullptr;
+  ibv_qp* m_qp = nullptr;
+  ibv_mr* m_mr = nullptr;
+  std::byte* m_buffers = nullptr;
+  size_t m_buffers_size = 0;
+  uint32_t m_psn = 0;
+
+  // Loop thread state from here on.
+  bool m_started = false;
+  bool m_closed = false;
+  VerbsContext::WatchId m_watch = 0;
+  bool m_want_out = false;
+  std::vector<char> m_control_in;
+  std::vector<char> m_control_out;
+
+  uint32_t m_credits = 0;      // SENDs the peer has buffers for
+  uint32_t m_owed = 0;         // buffers reposted here, not yet returned
+  uint32_t m_peer_recv_size = 0;
+  uint32_t m_send_queue_used = 0;
+  std::vector<uint32_t> m_free_send;
+  std::vector<uint32_t> m_free_staging;
+  std::deque<Outgoing> m_out;
+  bool m_close_after_flush = false;  // a malformed stream: reply, then close
+
+  bool m_in_message = false;
+  bool m_rejecting = false;
+  wire::Header m_in_header{};
+  Bytes m_in_payload;
+
+  uint64_t m_next_request_id = 1;
+  std::unordered_map<uint64_t, Pending> m_pending;
+
+  uint64_t m_next_access = 1;
+  std::unordered_map<uint64_t, Access> m_accesses;
+  std::deque<Chunk> m_rdma_queue;
+  uint64_t m_next_chunk = 1;
+  std::unordered_map<uint64_t, Chunk> m_rdma_posted;
+  std::map<RemoteKeyId, RemoteKey> m_remote_keys;
+  uint64_t m_next_token = 1;
+  std::unordered_map<uint64_t, RemoteKeyId> m_key_checks;  // token -> key
+  std::set<uint32_t> m_granted;  // own keys the peer has checked
+  std::unordered_map<uint64_t, std::shared_ptr<RevokeWait>> m_revokes;  // token -> wait
+
+  std::function<void()> m_close_handler;
+};
+
+class VerbsTransport final : public Transport {
+ public:
+  // Opens the device (see VerbsDevice) and starts the loop thread.
+  static Result<std::unique_ptr<VerbsTransport>> create();
+  ~VerbsTransport() override;
+
+  Result<Address> listen(const Address& address, RequestHandler handler) override;
+  Result<std::shared_ptr<Connection>> connect(const Address& address, RequestHandler handler,
+                                              Duration timeout) override;
+  Result<RegionKey> register_region(std::span<std::byte> memory) override;
+  void deregister_region(uint32_t rkey) override;
+  void set_node_id(NodeId node) override { m_context->set_node_id(node); }
+  wire::FabricKind kind() const override { return wire::FabricKind::kVerbs; }
+  void stop() override;
+
+ private:
+  explicit VerbsTransport(std::shared_ptr<VerbsContext> context);
+
+  std::shared_ptr<VerbsContext> m_context;
+  std::thread m_thread;
+  std::once_flag m_stopped;
+};
+
+}  // namespace sk::fabric
