@@ -1,7 +1,7 @@
 /* memtouch: touches every page of a large anonymous buffer and checks that
  * what it reads back is what it wrote; the basic remote-memory workload.
  *
- *   memtouch [--random] MIB [PASSES]
+ *   memtouch [--time] [--random] MIB [PASSES]
  *
  * Allocates MIB MiB (page-aligned, through malloc) and makes PASSES passes
  * (default 1, at most 1000) over its 4 KiB pages. Each pass reads every word
@@ -22,6 +22,9 @@
  *   mib=N passes=P pages=G
  *   checksum=0123456789abcdef
  *   recheck=0123456789abcdef
+ * With --time, stderr also gets "memtouch: time passN_ns=T" for each pass N
+ * (from 0) and "memtouch: time recheck_ns=T" (workload.h): a sequential
+ * scan's pages per second, first touch (pass 0) and later passes apart.
  * Exit status 0 if the two checksums match; 1 if they do not (with the
  * first bad word on stderr); 2 for bad arguments; 3 with
  * "memtouch: cannot allocate N MiB" on stderr if the allocation fails, which
@@ -45,14 +48,12 @@ enum {
   kMaxPasses = 1000,
 };
 
-
 static void usage(void) {
-  fprintf(stderr, "usage: memtouch [--random] MIB [PASSES]   (MIB >= 1, 1 <= PASSES <= %d)\n",
+  fprintf(stderr,
+          "usage: memtouch [--time] [--random] MIB [PASSES]   (MIB >= 1, 1 <= PASSES <= %d)\n",
           kMaxPasses);
   exit(2);
 }
-
-
 
 static inline uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
@@ -133,6 +134,7 @@ static void report_first_bad_word(const uint64_t* buf, uint64_t npages, unsigned
 }
 
 int main(int argc, char** argv) {
+  parse_timing(&argc, &argv);
   int random_order = 0;
   int arg = 1;
   if (arg < argc && strcmp(argv[arg], "--random") == 0) {
@@ -166,20 +168,29 @@ int main(int argc, char** argv) {
   fflush(stdout);
 
   uint64_t checksum = 0;
+  uint64_t* pass_ns = calloc(passes, sizeof *pass_ns);
+  if (pass_ns == NULL) {
+    fprintf(stderr, "memtouch: cannot allocate the pass times\n");
+    return 3;
+  }
   for (unsigned pass = 0; pass < passes; pass++) {
     if (order != NULL) shuffle_pages(order, npages, pass);
+    uint64_t start = now_ns();
     int last = pass + 1 == passes;
     for (uint64_t n = 0; n < npages; n++) {
       uint64_t g = order != NULL ? order[n] : n;
       uint64_t hash = update_page(buf + g * kWordsPerPage, g, pass);
       if (last) checksum += mix64(hash + g);
     }
+    pass_ns[pass] = now_ns() - start;
   }
   printf("checksum=%016" PRIx64 "\n", checksum);
   fflush(stdout);
 
+  uint64_t start = now_ns();
   uint64_t recheck = 0;
   for (uint64_t g = 0; g < npages; g++) recheck += mix64(hash_page(buf + g * kWordsPerPage) + g);
+  uint64_t recheck_ns = now_ns() - start;
   printf("recheck=%016" PRIx64 "\n", recheck);
   if (fflush(stdout) != 0) {
     perror("memtouch: stdout");
@@ -192,6 +203,13 @@ int main(int argc, char** argv) {
     report_first_bad_word(buf, npages, passes);
     return 1;
   }
+  for (unsigned pass = 0; pass < passes; pass++) {
+    char phase[32];
+    snprintf(phase, sizeof phase, "pass%u", pass);
+    report_time(phase, pass_ns[pass]);
+  }
+  report_time("recheck", recheck_ns);
+  free(pass_ns);
   free(order);
   free(buf);
   return 0;

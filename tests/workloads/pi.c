@@ -1,7 +1,7 @@
 /* pi: Monte Carlo estimate of pi (experiment 1 of the LegoOS paper), a
  * CPU-bound workload with almost no memory traffic.
  *
- *   pi SAMPLES [THREADS]
+ *   pi [--time] SAMPLES [THREADS]
  *
  * SAMPLES points (x, y) are drawn uniformly from the square [0, 2^31)^2 and
  * counted when they fall inside the quarter circle of radius 2^31. THREADS
@@ -14,6 +14,8 @@
  *
  * Output, one line:
  *   samples=N threads=T hits=H pi=3.1415926536
+ * With --time, stderr also gets "pi: time count_ns=N", the time from starting
+ * the threads to joining them (workload.h).
  * Exit status 0; 2 with a message on stderr for bad arguments, 1 if a thread
  * cannot be started.
  */
@@ -42,7 +44,7 @@ struct Worker {
 } __attribute__((aligned(64)));
 
 static void usage(void) {
-  fprintf(stderr, "usage: pi SAMPLES [THREADS]   (SAMPLES >= 1, 1 <= THREADS <= %d)\n",
+  fprintf(stderr, "usage: pi [--time] SAMPLES [THREADS]   (SAMPLES >= 1, 1 <= THREADS <= %d)\n",
           kMaxThreads);
   exit(2);
 }
@@ -92,6 +94,7 @@ static void* count_hits(void* arg) {
 }
 
 int main(int argc, char** argv) {
+  parse_timing(&argc, &argv);
   if (argc < 2 || argc > 3) usage();
   uint64_t samples = parse_u64("SAMPLES", argv[1], 1, UINT64_MAX / 4);
   unsigned threads = argc > 2 ? (unsigned)parse_u64("THREADS", argv[2], 1, kMaxThreads) : 1;
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
     workers[i].index = i;
     workers[i].samples = samples / threads + (i < samples % threads ? 1 : 0);
   }
+  uint64_t start = now_ns();
   /* Thread 0's share runs on the main thread. */
   for (unsigned i = 1; i < threads; i++) {
     int err = pthread_create(&workers[i].thread, NULL, count_hits, &workers[i]);
@@ -119,6 +123,7 @@ int main(int argc, char** argv) {
     }
     hits += workers[i].hits;
   }
+  uint64_t elapsed = now_ns() - start;
 
   printf("samples=%" PRIu64 " threads=%u hits=%" PRIu64 " pi=%.10f\n", samples, threads, hits,
          4.0 * (double)hits / (double)samples);
@@ -126,5 +131,6 @@ int main(int argc, char** argv) {
     perror("pi: stdout");
     return 1;
   }
+  report_time("count", elapsed);
   return 0;
 }

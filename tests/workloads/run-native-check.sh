@@ -7,7 +7,9 @@
 # the tests rely on: memtouch --random gives the same output as the
 # sequential order, matmul's result does not depend on the block size, an
 # impossible allocation makes memtouch exit 3 with its message, and bad
-# arguments exit 2. Prints one line per check and exits 1 if any failed.
+# arguments exit 2; --time (for the benchmarks) leaves stdout as it is and
+# adds only "NAME: time PHASE_ns=N" lines on stderr. Prints one line per
+# check and exits 1 if any failed.
 set -uo pipefail
 
 build=${1:?usage: run-native-check.sh BUILD_DIR}
@@ -68,7 +70,7 @@ expect_status() {
   fi
 }
 
-for name in pi memtouch forktree threads fileio fork_evict matmul; do
+for name in pi memtouch forktree threads fileio fork_evict matmul hashprobe syscalls filebench; do
   for variant in "" -static; do
     if [[ ! -x $bin/$name$variant ]]; then
       echo "FAIL $bin/$name$variant is missing (build the 'workloads' target)"
@@ -103,6 +105,35 @@ sed 's/ block=[0-9]*//' "$tmp/out" | cmp -s - "$tmp/blocked" &&
   echo "ok   matmul 128: same result for block 16 and 128" ||
   fail "matmul 128: result depends on the block size"
 run_variants matmul 200
+run_variants matmul 32 8 1000
+run_variants hashprobe 4 10000
+run_variants syscalls 1000 100
+mkdir "$tmp/filebench"
+run_variants filebench seq "$tmp/filebench" 2
+run_variants filebench small "$tmp/filebench" 50
+[[ -z $(ls -A "$tmp/filebench") ]] && echo "ok   filebench left its directory empty" ||
+  fail "filebench left files behind: $(ls -A "$tmp/filebench")"
+
+# --time: the same stdout, and on stderr nothing but timing lines.
+check_timing() {
+  local name=$1
+  shift
+  "$bin/$name-static" "$@" >"$tmp/plain" 2>/dev/null
+  "$bin/$name-static" --time "$@" >"$tmp/timed" 2>"$tmp/err"
+  if ! cmp -s "$tmp/plain" "$tmp/timed"; then
+    fail "$name --time $*: stdout differs from a run without --time"
+  elif [[ ! -s $tmp/err ]] || grep -qvE "^$name: time [a-z0-9_]+_ns=[0-9]+\$" "$tmp/err"; then
+    fail "$name --time $*: stderr is not only timing lines: $(head -c 300 "$tmp/err")"
+  else
+    echo "ok   $name --time $* -> $(paste -sd '|' "$tmp/err")"
+  fi
+}
+check_timing pi 100000 2
+check_timing matmul 32 8 100
+check_timing memtouch 4 2
+check_timing hashprobe 2 1000
+check_timing syscalls 100 10
+check_timing filebench small "$tmp/filebench" 10
 
 expect_status 3 '^memtouch: cannot allocate 1000000000 MiB$' memtouch 1000000000
 expect_status 3 '^threads: cannot allocate 1000000000 MiB$' threads 2 1000000000
@@ -112,6 +143,10 @@ expect_status 2 "bad THREADS 'x'" pi 10 x
 expect_status 2 "bad MIB '-5'" memtouch -5
 expect_status 2 'more than 4096 processes' forktree 20 2
 expect_status 2 "bad BLOCK '65'" matmul 64 65
+expect_status 2 '^usage: hashprobe' hashprobe 1
+expect_status 2 "bad PROBES 'x'" hashprobe 1 x
+expect_status 2 '^usage: syscalls' syscalls 1
+expect_status 2 "unknown mode 'big'" filebench big /tmp 1
 expect_status 1 'fileio: mkdir' fileio "$tmp/does-not-exist" 1
 
 if [[ $failures -ne 0 ]]; then
