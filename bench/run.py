@@ -529,6 +529,14 @@ def build_cases(cfg, vnodes):
              Metric("wall time", "ns", wall)],
             reps, counters=True,
             params=f"{n}x{k}·{k}x{n}, {gemm_bytes / MIB:.1f} MiB, cache {cache_mib} MiB"))
+        touch_mib = cfg["hash_mib"]
+        cases.append(Case(
+            f"memtouch-{pct}", "memory", f"memory toucher, ExCache {pct:g}%",
+            [bin_ + "memtouch-static", "--time", str(touch_mib), "2"], vnode,
+            [Metric("touch + 1 pass + recheck", "ns", phase("pass0", "pass1", "recheck")),
+             Metric("wall time", "ns", wall)],
+            reps, counters=True,
+            params=f"{touch_mib} MiB, 2 passes, cache {cache_mib} MiB"))
         cases.append(Case(
             f"hash-{pct}", "memory", f"hash probes, ExCache {pct:g}%",
             [bin_ + "hashprobe-static", "--time", str(cfg["hash_mib"]), str(cfg["hash_probes"])],
