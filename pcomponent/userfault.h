@@ -31,7 +31,22 @@ struct Userfault {
   uint64_t features = 0;  // UFFD_FEATURE_* granted by UFFDIO_API
 };
 
-// The features the memory manager asks for, when the kernel has them.
+// Features newer than the oldest headers we build with (Linux 6.1's).
+// WP_ASYNC (6.7): a write to a write-protected page of a range registered
+// with UFFDIO_REGISTER_MODE_WP makes it writable again without a fault
+// message, so the write-protect bit says "not written since it was
+// protected"; PAGEMAP_SCAN reads it (PAGE_IS_WRITTEN). The kernel turns on
+// WP_UNPOPULATED with it.
+inline constexpr uint64_t kUffdFeatureWpUnpopulated = uint64_t{1} << 13;
+inline constexpr uint64_t kUffdFeatureWpAsync = uint64_t{1} << 15;
+
+// Every UFFD_FEATURE_* this kernel offers, probed once with a uffd of our
+// own (0 when none could be made: then nothing optional is asked for).
+uint64_t supported_userfault_features();
+
+// The features the memory manager asks for: the fork, remap, remove and
+// unmap events it needs, and WP_ASYNC for dirty tracking when the kernel
+// has it (asking for a feature the kernel lacks would fail UFFDIO_API).
 uint64_t wanted_userfault_features();
 
 // Creates a userfaultfd for the stopped tracee `pid` (see the file comment)

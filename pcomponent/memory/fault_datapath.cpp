@@ -326,17 +326,32 @@ MemoryManagerImpl::Served MemoryManagerImpl::install(Process& process, uint64_t 
   // written); real pages for a write, which would otherwise fault again at
   // once to break the zero page's copy-on-write.
   const std::byte* from = source != nullptr ? source : (write_fault ? m_zeroes : nullptr);
+  // Pages fetched for a read fault go in write-protected (dirty tracking,
+  // see memory_manager_impl.h): the first write to one unprotects it in the
+  // kernel (about 1 us), and one never written is dropped without a
+  // write-back. Not those of a write fault: the faulting page would take
+  // that fault again at once, and the rest of its window is most likely
+  // being written too (a write stream), so they are dirty from the start,
+  // as without tracking.
+  bool protect = source != nullptr && process.track_dirty && !write_fault;
   while (done < length) {
     int64_t progress = 0;
     int error = 0;
     if (from != nullptr) {
-      uffdio_copy copy{address + done, reinterpret_cast<uint64_t>(from + done), length - done, 0,
-                       0};
+      uint64_t chunk = length - done;
+      uint64_t mode = protect ? UFFDIO_COPY_MODE_WP : 0;
+      uffdio_copy copy{address + done, reinterpret_cast<uint64_t>(from + done), chunk, mode, 0};
       if (::ioctl(process.uffd, UFFDIO_COPY, &copy) == 0) {
-        progress = static_cast<int64_t>(length - done);
+        progress = static_cast<int64_t>(chunk);
       } else {
         error = errno;
         progress = copy.copy;
+        if (error == EINVAL && mode != 0 && progress <= 0) {
+          // A range registered without MODE_WP (its registration with it
+          // failed): unprotected, so read as written at eviction.
+          protect = false;
+          continue;
+        }
       }
     } else {
       uffdio_zeropage zero{{address + done, length - done}, 0, 0};

@@ -121,7 +121,8 @@ struct MemoryStats {
   uint64_t fetched_pages = 0;   // pages fetched from mComponents
   uint64_t prefetched_pages = 0;
   uint64_t evicted_pages = 0;
-  uint64_t written_back_pages = 0;
+  uint64_t written_back_pages = 0;  // victims written to mComponents
+  uint64_t clean_drops = 0;  // victims dropped unwritten: not written since their fetch
   uint64_t resident_pages = 0;  // in the ExCache now
   uint64_t remote_pages = 0;    // held on mComponents for our processes
   uint64_t fallbacks = 0;       // processes left with local memory (no uffd)
@@ -148,6 +149,7 @@ inline std::vector<std::pair<std::string, uint64_t>> memory_counters(const Memor
       {"prefetched_pages", stats.prefetched_pages},
       {"evicted_pages", stats.evicted_pages},
       {"written_back_pages", stats.written_back_pages},
+      {"clean_drops", stats.clean_drops},
       {"resident_pages", stats.resident_pages},
       {"remote_pages", stats.remote_pages},
       {"processes", stats.processes},

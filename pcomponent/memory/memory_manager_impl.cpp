@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -85,13 +86,18 @@ struct PmScanArg {
       category_mask, category_anyof_mask, return_mask;
 };
 constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+// Page categories: WRITTEN is "no uffd-wp bit" (a page of a range not
+// registered with MODE_WP is always written).
+constexpr uint64_t kPageIsWritten = 1 << 1;
 constexpr uint64_t kPageIsPresent = 1 << 3;
 constexpr uint64_t kPageIsSwapped = 1 << 4;
 
-// Calls `present(address)` for each present or swapped page of
-// [start, end); false when the kernel has no PAGEMAP_SCAN.
+// Calls `visit(address, categories)` for each present or swapped page of
+// [start, end), with its categories among `wanted` (present and swapped
+// always); false when the kernel has no PAGEMAP_SCAN (or it failed
+// part-way: some pages may have been visited).
 template <typename Fn>
-bool scan_pagemap(int pagemap, uint64_t start, uint64_t end, Fn&& present) {
+bool scan_pagemap(int pagemap, uint64_t start, uint64_t end, uint64_t wanted, Fn&& visit) {
   std::array<PageRegion, 256> regions;
   while (start < end) {
     PmScanArg arg{};
@@ -101,19 +107,30 @@ bool scan_pagemap(int pagemap, uint64_t start, uint64_t end, Fn&& present) {
     arg.vec = reinterpret_cast<uint64_t>(regions.data());
     arg.vec_len = regions.size();
     arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-    arg.return_mask = kPageIsPresent | kPageIsSwapped;
+    arg.return_mask = kPageIsPresent | kPageIsSwapped | wanted;
     long found = ::ioctl(pagemap, kPagemapScan, &arg);
     if (found < 0) return false;
     for (long i = 0; i < found; ++i) {
-      for (uint64_t page = regions[static_cast<size_t>(i)].start;
-           page < regions[static_cast<size_t>(i)].end; page += kPage) {
-        present(page);
+      const PageRegion& region = regions[static_cast<size_t>(i)];
+      for (uint64_t page = region.start; page < region.end; page += kPage) {
+        visit(page, region.categories);
       }
     }
     if (arg.walk_end <= start) break;
     start = arg.walk_end;
   }
   return true;
+}
+
+// Whether PAGEMAP_SCAN works here (Linux 6.7+): one scan of a page of ours.
+bool pagemap_scan_works(const void* page) {
+  int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pagemap < 0) return false;
+  uint64_t start = reinterpret_cast<uint64_t>(page) & ~(kPage - 1);
+  bool works =
+      scan_pagemap(pagemap, start, start + kPage, kPageIsWritten, [](uint64_t, uint64_t) {});
+  ::close(pagemap);
+  return works;
 }
 
 void set_nonblocking(int fd) {
@@ -162,12 +179,30 @@ Result<void> MemoryManagerImpl::start() {
   if (::epoll_ctl(m_epoll, EPOLL_CTL_ADD, m_wake, &event) != 0) {
     return Error::from_errno("epoll_ctl the doorbell");
   }
+  // Dirty tracking needs both halves: WP_ASYNC (the uffds are asked for it
+  // when the kernel has it, see userfault.h) and PAGEMAP_SCAN to read it.
+  bool wp_async = (supported_userfault_features() & kUffdFeatureWpAsync) != 0;
+  bool pagemap_scan = pagemap_scan_works(m_zeroes);
+  // SK_DIRTY_TRACKING=0 in the pComponent's environment turns it off
+  // without a rebuild (a safety valve, and for measuring what it saves).
+  const char* knob = std::getenv("SK_DIRTY_TRACKING");
+  bool wanted = m_options.track_dirty && !(knob != nullptr && std::strcmp(knob, "0") == 0);
+  m_track_dirty = wanted && wp_async && pagemap_scan;
   m_fault_thread = std::thread([this] { fault_loop(); });
   m_eviction_thread = std::thread([this] { eviction_loop(); });
   log.info("ExCache budget {} ({} policy), prefetch {} pages, vRegions of {}",
            format_size(m_options.excache),
            m_options.policy == PolicyKind::kFifo ? "FIFO" : "CLOCK", m_options.prefetch_pages,
            format_size(m_options.vregion_bytes));
+  if (m_track_dirty) {
+    log.info("dirty tracking: userfaultfd WP_ASYNC + PAGEMAP_SCAN (clean victims are not "
+             "written back)");
+  } else {
+    log.info("dirty tracking: off ({}): every victim is written back unless all zero",
+             !wanted     ? "turned off"
+             : !wp_async ? "this kernel's userfaultfd has no WP_ASYNC"
+                         : "this kernel has no PAGEMAP_SCAN");
+  }
   return {};
 }
 
@@ -326,6 +361,20 @@ void MemoryManagerImpl::register_regions(Process& process, const std::vector<Reg
     uffdio_register reg{};
     reg.range = {start, end - start};
     reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (process.track_dirty) {
+      // Write-protect mode too, for dirty tracking; a range that cannot
+      // have it is served without (its pages then always read as written).
+      reg.mode |= UFFDIO_REGISTER_MODE_WP;
+      if (::ioctl(process.uffd, UFFDIO_REGISTER, &reg) == 0) {
+        process.regions.add(start, end);
+        continue;
+      }
+      log.debug("process {}: cannot register {:#x}-{:#x} for write-protect: {}",
+                process.pid.load(), start, end, std::strerror(errno));
+      reg = uffdio_register{};
+      reg.range = {start, end - start};
+      reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    }
     if (::ioctl(process.uffd, UFFDIO_REGISTER, &reg) != 0) {
       log.debug("process {}: cannot register {:#x}-{:#x}: {}", process.pid.load(), start, end,
                 std::strerror(errno));
@@ -339,7 +388,7 @@ void MemoryManagerImpl::scan_present(Process& process, const std::vector<Region>
   if (process.pagemap < 0) return;
   std::vector<uint64_t> entries(kPagemapBatch);
   for (const Region& region : regions) {
-    if (scan_pagemap(process.pagemap, region.start, region.end, [&](uint64_t page) {
+    if (scan_pagemap(process.pagemap, region.start, region.end, 0, [&](uint64_t page, uint64_t) {
           process.pages.set(PageBits::kResident, page, true);
         })) {
       continue;
@@ -434,6 +483,10 @@ void MemoryManagerImpl::handle_fork(const ProcessPtr& parent, int child_uffd) {
   auto child = std::make_shared<Process>();
   child->vnode = parent->vnode;
   child->uffd = child_uffd;
+  // The child's uffd has its parent's features, its vmas their
+  // registration, and its pages their uffd-wp bits (and so their dirty
+  // state: the child's copy on the mComponent is the parent's as of now).
+  child->track_dirty = parent->track_dirty;
   child->parent = parent->pid;
   child->regions = parent->regions;
   child->committed = parent->committed;
@@ -612,6 +665,7 @@ void MemoryManagerImpl::on_exec(pid_t pid, VnodeId vnode, Userfault uffd,
   }
   if (fd >= 0) set_nonblocking(fd);
   process->uffd = fd;
+  process->track_dirty = fd >= 0 && m_track_dirty && (uffd.features & kUffdFeatureWpAsync) != 0;
   process->lock.lock();
   if (fd >= 0) {
     register_regions(*process, regions);
@@ -963,19 +1017,59 @@ Result<std::vector<Region>> MemoryManagerImpl::copy_out(const ProcessPtr& proces
 
     // Only pages really there may be read: reading a missing page would
     // fault into our own uffd, whose messages wait for this lock.
-    std::vector<uint64_t> present, absent;
-    std::vector<uint64_t> entries;
-    for (const Region& range : to_ranges(pages)) {
-      size_t count = static_cast<size_t>(range.size() / kPage);
-      entries.assign(count, 0);
-      ssize_t got = ::pread(process.pagemap, entries.data(), count * sizeof(uint64_t),
-                            static_cast<off_t>(range.start / kPage * sizeof(uint64_t)));
-      if (got != static_cast<ssize_t>(count * sizeof(uint64_t))) {
-        return make_error(EIO, "reading the pagemap of process " + std::to_string(pid));
+    std::vector<uint64_t> present, absent, clean;
+    bool classified = false;
+    if (process.track_dirty) {
+      // One PAGEMAP_SCAN says which are there and which were written since
+      // they were installed write-protected. One not written that the
+      // mComponent holds is byte for byte that copy (see the file comment
+      // of memory_manager_impl.h): it is dropped unread. Any other page is
+      // handled as if nothing were tracked.
+      enum : uint8_t { kAbsent, kWritten, kUnwritten };
+      classified = true;
+      std::vector<uint8_t> state;
+      for (const Region& range : to_ranges(pages)) {
+        state.assign(static_cast<size_t>(range.size() / kPage), kAbsent);
+        classified = scan_pagemap(process.pagemap, range.start, range.end, kPageIsWritten,
+                                  [&](uint64_t page, uint64_t categories) {
+                                    if (page < range.start || page >= range.end) return;
+                                    state[(page - range.start) / kPage] =
+                                        categories & kPageIsWritten ? kWritten : kUnwritten;
+                                  });
+        if (!classified) break;
+        for (size_t i = 0; i < state.size(); ++i) {
+          uint64_t page = range.start + i * kPage;
+          if (state[i] == kAbsent) {
+            absent.push_back(page);
+          } else if (state[i] == kUnwritten && process.pages.remote(page)) {
+            clean.push_back(page);
+          } else {
+            present.push_back(page);
+          }
+        }
       }
-      for (size_t i = 0; i < count; ++i) {
-        uint64_t page = range.start + i * kPage;
-        (entries[i] & (kPagemapPresent | kPagemapSwapped) ? present : absent).push_back(page);
+      if (!classified) {
+        log.debug("process {}: PAGEMAP_SCAN failed ({}): every victim counts as written", pid,
+                  std::strerror(errno));
+        present.clear();
+        absent.clear();
+        clean.clear();
+      }
+    }
+    if (!classified) {
+      std::vector<uint64_t> entries;
+      for (const Region& range : to_ranges(pages)) {
+        size_t count = static_cast<size_t>(range.size() / kPage);
+        entries.assign(count, 0);
+        ssize_t got = ::pread(process.pagemap, entries.data(), count * sizeof(uint64_t),
+                              static_cast<off_t>(range.start / kPage * sizeof(uint64_t)));
+        if (got != static_cast<ssize_t>(count * sizeof(uint64_t))) {
+          return make_error(EIO, "reading the pagemap of process " + std::to_string(pid));
+        }
+        for (size_t i = 0; i < count; ++i) {
+          uint64_t page = range.start + i * kPage;
+          (entries[i] & (kPagemapPresent | kPagemapSwapped) ? present : absent).push_back(page);
+        }
       }
     }
     set_resident(process, absent, false);
@@ -1009,9 +1103,9 @@ Result<std::vector<Region>> MemoryManagerImpl::copy_out(const ProcessPtr& proces
     }
 
     // An all-zero page the mComponent never had needs no write-back: it
-    // reads as zeroes again on its next fault.
+    // reads as zeroes again on its next fault. Nor does a clean one.
     std::vector<size_t> to_write;
-    std::vector<uint64_t> dropped;
+    std::vector<uint64_t> dropped = clean;
     for (size_t i = 0; i < present.size(); ++i) {
       if (!readable[i]) continue;
       if (!process.pages.remote(present[i]) && all_zero(data.data() + i * kPage)) {
@@ -1076,6 +1170,7 @@ Result<std::vector<Region>> MemoryManagerImpl::copy_out(const ProcessPtr& proces
       std::lock_guard lock(m_mutex);
       m_stats.evicted_pages += dropped.size();
       m_stats.written_back_pages += written.size();
+      m_stats.clean_drops += clean.size();
     }
     process.evicting_ranges = to_ranges(dropped);
     return process.evicting_ranges;

@@ -44,12 +44,30 @@
 // across a network call or a blocking syscall; a Process lock may be (the
 // fault thread fetching, copy_out writing back).
 //
-// Dirty tracking: none yet; every victim is treated as dirty and written
-// back, except an all-zero page the mComponent never received (it reads
-// as zeroes again on its next fault, like a first touch). FIXME: track
-// dirtiness with UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN (6.7+) or
-// UFFDIO_WRITEPROTECT, so that a page fetched and only read is dropped
-// without a write-back.
+// Dirty tracking, where the kernel has UFFD_FEATURE_WP_ASYNC and
+// PAGEMAP_SCAN (6.7+; detected at start(), the mode is logged): ranges are
+// registered MISSING | WP, and a page fetched from an mComponent for a
+// read fault is installed write-protected (UFFDIO_COPY_MODE_WP), so its
+// first write makes it writable again in the kernel, with no message to
+// us (about 1 us: the price of tracking, paid by pages read then
+// written). At eviction (the process stopped) one PAGEMAP_SCAN over the
+// victims tells which are present and which were written (PAGE_IS_WRITTEN:
+// no uffd-wp bit); a victim that is remote and not written is byte for byte its
+// mComponent copy and is dropped without being read or written back
+// (`clean_drops`). The rule "uffd-wp bit set => same bytes as our remote
+// copy of that address" holds because only fetched pages are installed
+// protected (for read faults; zero-fills and write faults' windows are not),
+// the kernel keeps the bit with the page across fork (the child's mm is a
+// copy-on-write duplicate on the mComponent, made before the parent can be
+// evicted again), mremap (REMAP moves the remote copy along), swap and
+// migration, and clears it on every write (GUP and /proc/PID/mem writes
+// included) or drops it where it cannot keep it, which reads as written.
+// Everything else is treated as dirty. Without those features (Linux 6.1 in
+// the QEMU guests) every victim is written back, except an all-zero page
+// the mComponent never received (it reads as zeroes again on its next
+// fault, like a first touch); that rule holds in both modes.
+// FIXME: synchronous UFFDIO_WRITEPROTECT tracking for kernels without
+// WP_ASYNC (a WP fault message per first write, 3.9 us).
 #pragma once
 
 #include <sys/types.h>
@@ -110,6 +128,9 @@ struct MemoryOptions {
   size_t min_evict_pages = 256;
   size_t max_evict_pages = 1024;
   Duration rpc_timeout = std::chrono::seconds(5);
+  // Track which pages were written (see the file comment) where the kernel
+  // can; false writes every victim back, as on kernels that cannot.
+  bool track_dirty = true;
   // Called (from any of the manager's threads) when a process is killed
   // because its memory was lost (an mComponent failed) or could not be
   // stored (the vNode's quota on the mComponents is exhausted).
@@ -145,6 +166,8 @@ class MemoryManagerImpl final : public MemoryManager {
 
   // Waits until the eviction thread is idle and every budget holds (tests).
   bool wait_for_evictions(Duration timeout);
+  // Whether dirty state is tracked (the kernel can, and the options ask).
+  bool tracks_dirty() const { return m_track_dirty; }
 
  private:
   struct Fault {
@@ -171,6 +194,7 @@ class MemoryManagerImpl final : public MemoryManager {
     bool dead = false;
     std::atomic<bool> failed{false};  // written under `lock`
     bool in_cache = false;  // its resident pages are counted in the ExCache
+    bool track_dirty = false;  // dirty tracking: its uffd has WP_ASYNC, ranges MODE_WP
     std::string failure;    // why it failed
     RegionMap regions;
     RegionMap committed;
@@ -213,7 +237,9 @@ class MemoryManagerImpl final : public MemoryManager {
   Served serve_fault(Process& process, const Fault& fault);
   // Installs `count` pages at `address` from `source` (nullptr: zero
   // pages); returns kRetry when the kernel refused all of it for now, and
-  // sets `installed_at` when the faulting thread was woken.
+  // sets `installed_at` when the faulting thread was woken. Pages from a
+  // `source` (fetched: the mComponent's copy) for a read fault are
+  // installed write-protected when the process's dirty state is tracked.
   Served install(Process& process, uint64_t address, uint64_t count, const std::byte* source,
                  bool write_fault, Clock::time_point& installed_at);
   bool should_park(const Process& process);
@@ -272,6 +298,7 @@ class MemoryManagerImpl final : public MemoryManager {
   Placer& m_placer;
   PageDropper& m_dropper;
   const MemoryOptions m_options;
+  bool m_track_dirty = false;  // the kernel can, and options.track_dirty
   int m_epoll = -1;
   int m_wake = -1;  // eventfd: the fault thread's doorbell
   std::byte* m_zeroes = nullptr;  // kMaxWindow zero pages, read-only

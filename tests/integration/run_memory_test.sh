@@ -63,8 +63,8 @@ print(sum(node["counters"].get("memory", {}).get(sys.argv[1], 0) for node in jso
 # pcomponent/launcher.h) whose name starts with NAME ("rss PID KIB"), and
 # every 500 ms the mComponents' used MiB by node id ("remote A B"). The
 # native run of the same binary has the host's uid 0 and is not sampled.
-sample() {
-  python3 - "$1" "$2" "$BIN/splitctl" << 'EOF_SAMPLER'
+sample() {  # exec: `kill $!` then stops the sampler itself
+  exec python3 - "$1" "$2" "$BIN/splitctl" << 'EOF_SAMPLER'
 import json, os, subprocess, sys, time
 name, out, splitctl = sys.argv[1][:15], sys.argv[2], sys.argv[3]
 next_remote = 0.0

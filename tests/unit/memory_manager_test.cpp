@@ -68,6 +68,11 @@ enum Op : uint64_t {
   kThreads,       // a, b = pages, c = seed, d = threads -> bad pages
   kTouchTimed,    // a, b = pages -> 0; the time of each first write in Shared::samples
   kVfork,         // -> the exit status of a vfork child that exits at once
+  kWriteSome,     // a, b = pages, c = seed, d = stride -> 0: reads every page in order,
+                  //   and writes each with p % stride == 0 right after reading it
+  kVerifyEvery,   // a, b, c = seed of those pages, d = stride << 32 | seed of the others -> bad
+  kForkReader,    // a, b = pages, c = seed -> the exit status of a child that only
+                  //   verifies c (and exits with the bad count)
   kExit,
 };
 
@@ -212,6 +217,33 @@ uint64_t run(const Command& c, Shared* shared) {
     case kVfork: {
       pid_t child = ::vfork();
       if (child == 0) ::_exit(3);
+      int status = 0;
+      while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+      }
+      return WIFEXITED(status) ? static_cast<uint64_t>(WEXITSTATUS(status)) : 1000;
+    }
+    case kWriteSome:
+      for (uint64_t p = 0; p < c.b; ++p) {
+        (void)*reinterpret_cast<volatile uint64_t*>(c.a + p * kPage + 8);
+        if (p % c.d == 0) write_pages(c.a + p * kPage, 1, c.c, p);
+      }
+      return 0;
+    case kVerifyEvery: {
+      uint64_t stride = c.d >> 32;
+      uint64_t other = c.d & 0xffffffffull;
+      uint64_t bad = 0;
+      for (uint64_t p = 0; p < c.b; ++p) {
+        bad += verify_pages(c.a + p * kPage, 1, p % stride == 0 ? c.c : other, p);
+      }
+      return bad;
+    }
+    case kForkReader: {
+      pid_t child = ::fork();
+      if (child == 0) {
+        uint64_t bad = verify_pages(c.a, c.b, c.c);
+        bad += verify_pages(c.a, c.b, c.c);
+        ::_exit(static_cast<int>(std::min<uint64_t>(bad, 250)));
+      }
       int status = 0;
       while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
       }
@@ -862,6 +894,142 @@ TEST(MemoryManager, AnMcomponentThatDiesKillsTheProcessWithAReport) {
   EXPECT_NE(reports[0].find("mComponent 10"), std::string::npos) << reports[0];
   EXPECT_EQ(rig.manager->stats().failed_processes, 1u);
   (void)pid;
+}
+
+// Dirty tracking (WP_ASYNC + PAGEMAP_SCAN, Linux 6.7+): pages fetched and
+// only read are dropped without a write-back. The same read-mostly run
+// without tracking, for comparison, writes every victim back.
+TEST(MemoryManager, PagesOnlyReadSinceTheirFetchAreNotWrittenBack) {
+  if (!have_userfaultfd()) GTEST_SKIP() << "needs root and /dev/userfaultfd";
+  const uint64_t budget = 128;
+  const uint64_t pages = 2048;
+  struct Run {
+    memory::MemoryStats first;  // after the write and one read pass
+    memory::MemoryStats last;   // after three more read passes
+    double read_ms = 0;
+  };
+  auto run = [&](bool track) {
+    memory::MemoryOptions options = small_cache(budget);
+    options.track_dirty = track;
+    Rig rig(options);
+    rig.start(false);
+    uint64_t region = rig.map(pages * kPage);
+    rig.worker->call(kWrite, region, pages, 21);
+    // The first read pass fetches every evicted page back (and evicts the
+    // last ones written, which are dirty).
+    EXPECT_EQ(rig.worker->call(kVerify, region, pages, 21), 0u);
+    EXPECT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+    Run result;
+    result.first = rig.manager->stats();
+    auto start = std::chrono::steady_clock::now();
+    for (int pass = 0; pass < 3; ++pass) {
+      EXPECT_EQ(rig.worker->call(kVerify, region, pages, 21), 0u) << "pass " << pass;
+    }
+    result.read_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+    result.last = rig.manager->stats();
+    return std::make_pair(result, rig.manager->tracks_dirty());
+  };
+  auto [untracked, untracked_mode] = run(false);
+  EXPECT_FALSE(untracked_mode);
+  uint64_t untracked_writes =
+      untracked.last.written_back_pages - untracked.first.written_back_pages;
+  EXPECT_GT(untracked_writes, 3 * (pages - 2 * budget)) << "every victim is written back";
+  EXPECT_EQ(untracked.last.clean_drops, 0u);
+  auto [tracked, tracked_mode] = run(true);
+  std::printf("[ dirty    ] %llu pages read 3 times through a %llu-page cache: without tracking "
+              "%llu evicted, %llu written back (%.0f ms); with %s %llu evicted, %llu written "
+              "back, %llu dropped clean (%.0f ms)\n",
+              (unsigned long long)pages, (unsigned long long)budget,
+              (unsigned long long)(untracked.last.evicted_pages - untracked.first.evicted_pages),
+              (unsigned long long)untracked_writes, untracked.read_ms,
+              tracked_mode ? "WP_ASYNC tracking" : "(no tracking on this kernel)",
+              (unsigned long long)(tracked.last.evicted_pages - tracked.first.evicted_pages),
+              (unsigned long long)(tracked.last.written_back_pages -
+                                   tracked.first.written_back_pages),
+              (unsigned long long)(tracked.last.clean_drops - tracked.first.clean_drops),
+              tracked.read_ms);
+  if (!tracked_mode) GTEST_SKIP() << "this kernel lacks UFFD_FEATURE_WP_ASYNC or PAGEMAP_SCAN";
+  EXPECT_EQ(tracked.last.written_back_pages, tracked.first.written_back_pages)
+      << "pages only read were written back";
+  EXPECT_GT(tracked.last.clean_drops - tracked.first.clean_drops, 3 * (pages - 2 * budget));
+  EXPECT_GT(tracked.last.fetched_pages - tracked.first.fetched_pages, 3 * (pages - 2 * budget));
+}
+
+// The lost-write check: a page fetched write-protected (by a read fault or
+// its prefetch window) and then written, at once or later while still
+// resident, is written back at its next eviction and reads back as written
+// after more evictions; pages only read are not written back.
+TEST(MemoryManager, WritesToFetchedPagesAreWrittenBack) {
+  if (!have_userfaultfd()) GTEST_SKIP() << "needs root and /dev/userfaultfd";
+  const uint64_t budget = 128;
+  const uint64_t pages = 2048;
+  Rig rig(small_cache(budget));
+  rig.start(false);
+  uint64_t region = rig.map(pages * kPage);
+  const uint64_t small = 256;
+  uint64_t other = rig.map(small * kPage);
+  rig.worker->call(kWrite, other, small, 41);
+  rig.worker->call(kWrite, region, pages, 31);
+  ASSERT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+  // Read all: every page comes back write-protected, and is evicted clean.
+  ASSERT_EQ(rig.worker->call(kVerify, region, pages, 31), 0u);
+  ASSERT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+  uint64_t written_before = rig.manager->stats().written_back_pages;
+  // A small window read, then written while still resident.
+  const uint64_t window = 32;
+  ASSERT_EQ(rig.worker->call(kVerify, other, window, 41), 0u);
+  rig.worker->call(kWrite, other, window, 42);
+  // Every page read, and every third one written right after: fetched
+  // write-protected by a read fault (or its window), then written. This
+  // pushes the small window out too.
+  rig.worker->call(kWriteSome, region, pages, 33, 3);
+  // Read it all back, twice: the second time after the first was evicted.
+  for (int pass = 0; pass < 2; ++pass) {
+    EXPECT_EQ(rig.worker->call(kVerify, other, window, 42), 0u) << "pass " << pass;
+    EXPECT_EQ(rig.worker->call(kVerify, other + window * kPage, small - window, 41, window), 0u)
+        << "pass " << pass;
+    EXPECT_EQ(rig.worker->call(kVerifyEvery, region, pages, 33, (uint64_t{3} << 32) | 31), 0u)
+        << "pass " << pass;
+  }
+  ASSERT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+  auto stats = rig.manager->stats();
+  if (!rig.manager->tracks_dirty()) {
+    GTEST_SKIP() << "this kernel lacks UFFD_FEATURE_WP_ASYNC or PAGEMAP_SCAN (contents checked)";
+  }
+  EXPECT_GT(stats.clean_drops, pages);
+  // Each page written went back once (the first read pass evicted them
+  // all; what is resident at the end was fetched by the second), and no
+  // page only read did.
+  uint64_t written = stats.written_back_pages - written_before;
+  const uint64_t expected = (pages + 2) / 3 + window;
+  EXPECT_GE(written, expected) << "a written page was dropped as clean";
+  EXPECT_LE(written, expected + budget / 8) << "pages only read were written back";
+}
+
+// Fork after pages were fetched write-protected: the child inherits them
+// with their uffd-wp bits (and its copy on the mComponent is its parent's);
+// a child that only reads and one that writes both see the right bytes, and
+// so does the parent after them.
+TEST(MemoryManager, AForkedChildOfCleanPagesSeesTheRightBytes) {
+  if (!have_userfaultfd()) GTEST_SKIP() << "needs root and /dev/userfaultfd";
+  Rig rig(small_cache(128));
+  rig.start(false);
+  const uint64_t pages = 1024;
+  uint64_t region = rig.map(pages * kPage);
+  rig.worker->call(kWrite, region, pages, 51);
+  ASSERT_TRUE(rig.manager->wait_for_evictions(std::chrono::seconds(10)));
+  ASSERT_EQ(rig.worker->call(kVerify, region, pages, 51), 0u);  // resident ones now clean
+  EXPECT_EQ(rig.worker->call(kForkReader, region, pages, 51), 0u);
+  EXPECT_EQ(rig.worker->call(kVerify, region, pages, 51), 0u);
+  EXPECT_EQ(rig.worker->call(kFork, region, pages, 51, 52), 0u);
+  EXPECT_EQ(rig.worker->call(kVerify, region, pages, 51), 0u);
+  // The parent writes some after all that, and reads everything back.
+  rig.worker->call(kWriteSome, region, pages, 53, 2);
+  EXPECT_EQ(rig.worker->call(kVerifyEvery, region, pages, 53, (uint64_t{2} << 32) | 51), 0u);
+  EXPECT_EQ(rig.worker->call(kVerifyEvery, region, pages, 53, (uint64_t{2} << 32) | 51), 0u);
+  EXPECT_EQ(rig.tracer.forked().size(), 2u);
 }
 
 std::string describe_samples(std::vector<uint64_t> samples) {
