@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "kernel/config.h"
+#include "kernel/fabric/fabric_stats.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/log.h"
 #include "monitor/monitor_server.h"
@@ -49,7 +50,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "address to serve components and splitctl on")
       ->type_name("HOST:PORT")
       ->capture_default_str();
-  app.add_option("--fabric", fabric, "transport: tcp (verbs is not built yet)")
+  app.add_option("--fabric", fabric, "transport: tcp, or verbs (needs an RDMA device, e.g. rxe)")
       ->type_name("KIND")
       ->capture_default_str();
   app.add_option("--console-listen", console_listen,
@@ -109,6 +110,11 @@ int main(int argc, char** argv) {
   auto transport = sk::fabric::make_transport(fabric);
   if (!transport) return bad_flag("--fabric: " + transport.error().message());
   options.fabric = (*transport)->kind();
+  // The fabric's counters, not the console listener's: `splitctl stats`
+  // shows what went over the fabric.
+  options.extra_stats = [fabric_transport = transport->get()] {
+    return sk::fabric::fabric_stats(*fabric_transport);
+  };
   server.emplace(options);
   (*transport)->set_node_id(sk::kMonitorNodeId);
 

@@ -515,6 +515,16 @@ void MonitorServer::handle_stats(rpc::Message, rpc::Responder responder) {
 }
 
 std::vector<wire::StatRecord> MonitorServer::own_stats() {
+  std::vector<wire::StatRecord> records = own_run_stats();
+  if (m_options.extra_stats) {
+    auto extra = m_options.extra_stats();
+    records.insert(records.end(), extra.begin(), extra.end());
+  }
+  for (auto& record : records) record.node = kMonitorNodeId;
+  return records;
+}
+
+std::vector<wire::StatRecord> MonitorServer::own_run_stats() {
   std::lock_guard lock(m_mutex);
   const RunCounters& c = m_run_counters;
   std::vector<wire::StatRecord> records = {
@@ -529,7 +539,6 @@ std::vector<wire::StatRecord> MonitorServer::own_stats() {
       wire::make_stat("runs", "output_bytes", c.output_bytes),
       wire::make_stat("runs", "input_bytes", c.input_bytes),
   };
-  for (auto& record : records) record.node = kMonitorNodeId;
   return records;
 }
 

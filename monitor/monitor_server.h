@@ -95,6 +95,9 @@ class MonitorServer {
     // take it; only a peer wedged for this long fails the run's stream
     // (a closed connection fails it at once).
     Duration stream_timeout = std::chrono::hours(1);
+    // More records for the monitor's own `stats` (its fabric, see
+    // kernel/fabric/fabric_stats.h); transport thread.
+    std::function<std::vector<wire::StatRecord>()> extra_stats;
   };
 
   explicit MonitorServer(Options options);
@@ -162,8 +165,10 @@ class MonitorServer {
   // Ends every started run of a failed pComponent: its console gets
   // MON2CTL_EXIT{kExitLost}. Any thread, without m_mutex.
   void end_runs_of(NodeId node);
-  // The monitor's own counters, for `stats`.
+  // The monitor's own counters, for `stats`: its runs (own_run_stats, under
+  // m_mutex), then Options::extra_stats.
   std::vector<wire::StatRecord> own_stats();
+  std::vector<wire::StatRecord> own_run_stats();
 
   // Worker thread.
   Result<wire::VnodeRecord> create_vnode(const wire::VnodeCreateRequest& request);

@@ -14,6 +14,7 @@
 
 #include "kernel/config.h"
 #include "kernel/daemon.h"
+#include "kernel/fabric/fabric_stats.h"
 #include "kernel/log.h"
 #include "pcomponent/launcher.h"
 #include "pcomponent/memory/memory_manager_impl.h"
@@ -101,6 +102,8 @@ int main(int argc, char** argv) {
     processes.attach_memory(memory_manager.get());
   }
 
+  // `splitctl stats` shows which fabric this pComponent's traffic went over.
+  processes.attach_stats([&daemon] { return sk::fabric::fabric_stats(daemon.transport()); });
   processes.register_handlers(component.dispatcher());
   component.set_vnode_observer([&processes, &memory_manager](sk::VnodeId vnode, const auto* now) {
     if (now == nullptr) {

@@ -443,6 +443,10 @@ std::vector<wire::StatRecord> ProcessManager::counters() {
     add("memory", "userfaults", tracer.userfaults);
     add("memory", "drops", tracer.drops);
   }
+  if (m_extra_stats) {
+    auto extra = m_extra_stats();
+    records.insert(records.end(), extra.begin(), extra.end());
+  }
   return records;
 }
 

@@ -28,6 +28,7 @@
 //   usage.load = processes.running();                // heartbeats
 //   processes.drop_vnode(id);                        // before storage.drop(id)
 //   processes.attach_memory(&memory);                // before serving
+//   processes.attach_stats(fn);                      // before serving
 //   memory on_failure -> processes.memory_failed(pid, why)
 //   processes.stop();                                // before storage.stop()
 //
@@ -41,6 +42,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,6 +80,12 @@ class ProcessManager {
   // counters `stats` reports. Call before serving; it must outlive the
   // manager's handlers.
   void attach_memory(const memory::MemoryManager* memory) { m_memory = memory; }
+
+  // More records `stats` appends to its own (the pComponent's fabric, see
+  // kernel/fabric/fabric_stats.h). Called on a worker thread. Call before
+  // serving; what it uses must outlive the manager's handlers.
+  using StatSource = std::function<std::vector<wire::StatRecord>()>;
+  void attach_stats(StatSource source) { m_extra_stats = std::move(source); }
 
   // The memory manager killed host process `pid` (its memory was lost or
   // could not be stored): the run it belongs to (found through its
@@ -130,6 +138,7 @@ class ProcessManager {
   Launcher& m_launcher;
   Storage& m_storage;
   const memory::MemoryManager* m_memory = nullptr;
+  StatSource m_extra_stats;
   RunPump m_pump;
   std::shared_ptr<ExitSink> m_exits = std::make_shared<ExitSink>();
 

@@ -62,6 +62,24 @@ struct RegionKey {
   uint64_t address = 0;
 };
 
+// Traffic a transport has carried since it was made, for `splitctl stats`.
+// Messages and their bytes (40-byte header + payload) count every framed
+// message on the wire, requests and replies alike; on tcp that includes the
+// FABRIC_READ/FABRIC_WRITE messages that carry one-sided access. One-sided
+// operations count at the requester only (on verbs the target's NIC serves
+// them and its CPU never sees them), with the bytes read or written.
+struct FabricCounters {
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t one_sided_reads = 0;
+  uint64_t one_sided_writes = 0;
+  uint64_t one_sided_bytes = 0;
+  uint64_t connections_accepted = 0;
+  uint64_t connections_made = 0;
+};
+
 class Connection;
 
 // Handed to a request handler with each request. Exactly one of reply() or
@@ -161,6 +179,9 @@ class Transport {
   // The node id stamped as `source` on every message sent from now on.
   virtual void set_node_id(NodeId node) = 0;
   virtual wire::FabricKind kind() const = 0;
+  // A snapshot of the traffic counters; each field is read on its own
+  // (relaxed), so fields may be a few messages apart. Cheap. Any thread.
+  virtual FabricCounters counters() const = 0;
 
   // Closes every connection and listener and joins the transport's thread.
   // Idempotent; the destructor calls it.

@@ -79,6 +79,10 @@ static std::string state_text(uint8_t raw) {
   return state ? std::string(to_string(*state)) : "unknown";
 }
 
+static std::string fabric_text(uint8_t raw) {
+  return std::string(wire::to_string(static_cast<wire::FabricKind>(raw)));
+}
+
 static bool is_monitor(const wire::NodeRecord& node) {
   return node.kind == static_cast<uint8_t>(NodeKind::kMonitor);
 }
@@ -88,6 +92,7 @@ std::string format_nodes(const std::vector<wire::NodeRecord>& nodes) {
   Table table({{"ID", Align::kRight},
                {"KIND"},
                {"ADDRESS"},
+               {"FABRIC"},
                {"STATE"},
                {"CAPACITY", Align::kRight},
                {"USAGE", Align::kRight},
@@ -97,7 +102,8 @@ std::string format_nodes(const std::vector<wire::NodeRecord>& nodes) {
     // The monitor lends nothing and does not heartbeat: dashes, not zeroes.
     bool monitor = is_monitor(node);
     table.add_row({std::to_string(node.id), kind_text(node.kind), node.address.str(),
-                   state_text(node.state), monitor ? "-" : format_size(node.capacity),
+                   fabric_text(node.fabric), state_text(node.state),
+                   monitor ? "-" : format_size(node.capacity),
                    monitor ? "-" : format_size(node.usage),
                    monitor ? "-" : std::to_string(node.load),
                    monitor ? "-" : format_heartbeat_age(node.heartbeat_age_ms)});
@@ -200,13 +206,12 @@ std::string format_stats(const std::vector<wire::StatRecord>& counters) {
 }
 
 Json node_json(const wire::NodeRecord& node) {
-  auto fabric = static_cast<wire::FabricKind>(node.fabric);
   return Json{
       {"id", node.id},
       {"kind", kind_text(node.kind)},
       {"address", node.address.str()},
       {"state", state_text(node.state)},
-      {"fabric", std::string(wire::to_string(fabric))},
+      {"fabric", fabric_text(node.fabric)},
       {"capacity", node.capacity},
       {"usage", node.usage},
       {"load", node.load},

@@ -298,10 +298,10 @@ TEST_F(ConsoleTest, BadVnodeNames) {
 
 TEST_F(ConsoleTest, NodesTable) {
   EXPECT_EQ(run({"nodes"}),
-            "ID  KIND        ADDRESS         STATE   CAPACITY      USAGE  LOAD  HEARTBEAT\n"
-            " 1  monitor     127.0.0.1:7070  alive          -          -     -  -\n"
-            " 2  scomponent  127.0.0.1:7101  alive   10.0 GiB  512.0 MiB     1  0.3s ago\n"
-            " 3  pcomponent  127.0.0.1:7102  failed   1.0 GiB        0 B     0  1m05s ago\n");
+            "ID  KIND        ADDRESS         FABRIC  STATE   CAPACITY      USAGE  LOAD  HEARTBEAT\n"
+            " 1  monitor     127.0.0.1:7070  tcp     alive          -          -     -  -\n"
+            " 2  scomponent  127.0.0.1:7101  tcp     alive   10.0 GiB  512.0 MiB     1  0.3s ago\n"
+            " 3  pcomponent  127.0.0.1:7102  tcp     failed   1.0 GiB        0 B     0  1m05s ago\n");
   EXPECT_EQ(m_client.calls, Words{"nodes"});
 }
 

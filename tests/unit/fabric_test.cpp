@@ -237,6 +237,54 @@ TEST_P(FabricTest, OneSidedReadWrite) {
   EXPECT_EQ(served.load(), 0) << "one-sided ops must not reach the request handler";
 }
 
+// The counters `splitctl stats` shows. Each end bumps them on its own thread,
+// possibly just after the other end has seen the message, so the checks wait.
+TEST_P(FabricTest, CountersMoveOnBothEnds) {
+  auto eventually = [](auto&& condition) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!condition() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return condition();
+  };
+  constexpr uint64_t kHeader = sizeof(sk::wire::Header);
+  auto server_before = server->counters();
+  auto client_before = client->counters();
+
+  auto reply = connection->call(kEcho, 1, sk::wire::as_bytes(std::string_view("hello")));
+  ASSERT_TRUE(reply.ok()) << reply.error().text();
+  std::vector<std::byte> memory(8192, std::byte{0});
+  auto key = server->register_region(memory);
+  ASSERT_TRUE(key.ok());
+  Bytes back(4096);
+  ASSERT_TRUE(connection->read(*key, 0, back).ok());
+  ASSERT_TRUE(connection->write(*key, 4096, back).ok());
+
+  ASSERT_TRUE(eventually([&] {
+    auto s = server->counters();
+    return s.messages_received > server_before.messages_received &&
+           s.messages_sent > server_before.messages_sent;
+  }));
+  auto s = server->counters();
+  auto c = client->counters();
+  EXPECT_GE(c.messages_sent - client_before.messages_sent, 1u);
+  EXPECT_GE(c.messages_received - client_before.messages_received, 1u);
+  EXPECT_GE(c.bytes_sent - client_before.bytes_sent, kHeader + 5);
+  EXPECT_GE(c.bytes_received - client_before.bytes_received, kHeader + 5);
+  EXPECT_GE(s.bytes_received - server_before.bytes_received, kHeader + 5);
+  EXPECT_GE(s.bytes_sent - server_before.bytes_sent, kHeader + 5);
+  // One-sided operations count at the requester only.
+  EXPECT_EQ(c.one_sided_reads - client_before.one_sided_reads, 1u);
+  EXPECT_EQ(c.one_sided_writes - client_before.one_sided_writes, 1u);
+  EXPECT_EQ(c.one_sided_bytes - client_before.one_sided_bytes, 8192u);
+  EXPECT_EQ(s.one_sided_reads, 0u);
+  EXPECT_EQ(s.one_sided_writes, 0u);
+  EXPECT_EQ(c.connections_made, 1u);
+  EXPECT_EQ(c.connections_accepted, 0u);
+  EXPECT_EQ(s.connections_made, 0u);
+  EXPECT_TRUE(eventually([&] { return server->counters().connections_accepted == 1; }));
+}
+
 TEST_P(FabricTest, OneSidedBoundsAndKeysAreChecked) {
   std::vector<std::byte> memory(8192);
   auto key = std::move(server->register_region(memory)).value();

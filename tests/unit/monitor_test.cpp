@@ -4,6 +4,7 @@
 // sockets).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include <signal.h>
@@ -393,6 +394,10 @@ class MonitorServerTest : public ::testing::Test {
     options.default_memory = 1ull << 30;
     options.failure_timeout = 2000ms;
     options.component_timeout = 1s;
+    // What monitor_main.cpp reports: its fabric (kernel/fabric/fabric_stats.h).
+    options.extra_stats = [] {
+      return std::vector<wire::StatRecord>{wire::make_stat("fabric", "kind_tcp", 1)};
+    };
     return options;
   }
 
@@ -1218,6 +1223,13 @@ TEST_F(MonitorRunTest, StatsHoldTheMonitorsCountersThenEachPcomponents) {
   ASSERT_GE(records.size(), 3u);
   EXPECT_EQ(records.front().node, kMonitorNodeId);
   EXPECT_EQ(records.front().group.view(), "runs");
+  // The monitor's fabric group follows its runs, still as node 1.
+  auto fabric = std::find_if(records.begin(), records.end(),
+                             [](const auto& r) { return r.group.view() == "fabric"; });
+  ASSERT_NE(fabric, records.end());
+  EXPECT_EQ(fabric->node, kMonitorNodeId);
+  EXPECT_EQ(fabric->name.view(), "kind_tcp");
+  EXPECT_EQ(records[records.size() - 3].node, kMonitorNodeId);
   EXPECT_EQ(records[records.size() - 2].node, p_id);
   EXPECT_EQ(records[records.size() - 2].name.view(), "stops");
   EXPECT_EQ(records.back().value, 3u);

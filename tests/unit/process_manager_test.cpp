@@ -397,6 +397,21 @@ TEST_F(ProcessManagerTest, StatsHoldEveryGroup) {
   EXPECT_GT(values["process.output_bytes"], 0u);
 }
 
+// The pComponent appends its fabric's records (kernel/fabric/fabric_stats.h).
+TEST_F(ProcessManagerTest, AttachedStatsComeAfterItsOwn) {
+  m_manager->attach_stats([] {
+    return std::vector<wire::StatRecord>{wire::make_stat("fabric", "kind_tcp", 1),
+                                         wire::make_stat("fabric", "messages_sent", 7)};
+  });
+  auto records = m_manager->counters();
+  ASSERT_GE(records.size(), 3u);
+  EXPECT_EQ(records.front().group.str(), "process");
+  EXPECT_EQ(records[records.size() - 2].name.str(), "kind_tcp");
+  EXPECT_EQ(records.back().group.str(), "fabric");
+  EXPECT_EQ(records.back().name.str(), "messages_sent");
+  EXPECT_EQ(records.back().value, 7u);
+}
+
 TEST_F(ProcessManagerTest, ASlowConsoleThrottlesTheProgram) {
   m_monitor->hold = true;
   auto size = fs::file_size(root / "bin/sandbox_probe");

@@ -103,7 +103,7 @@ void TcpConnection::read_async(RegionKey region, uint64_t offset, std::span<std:
     return;
   }
   call_async(wire::Opcode::FABRIC_READ, kNoVnode, wire::encode(access), timeout,
-             [into, done = std::move(done)](Result<Message> reply) {
+             [context = m_context, into, done = std::move(done)](Result<Message> reply) {
                if (!reply) return done(std::move(reply).error());
                const Message& message = reply.value();
                if (message.status() != 0) {
@@ -113,6 +113,7 @@ void TcpConnection::read_async(RegionKey region, uint64_t offset, std::span<std:
                  return done(make_error(EPROTO, "one-sided read returned a short reply"));
                }
                std::memcpy(into.data(), message.payload.data(), into.size());
+               context->counters().one_sided_read(into.size());
                done({});
              });
 }
@@ -125,12 +126,14 @@ void TcpConnection::write_async(RegionKey region, uint64_t offset, ByteView from
     return;
   }
   call_async(wire::Opcode::FABRIC_WRITE, kNoVnode, wire::encode(access, from), timeout,
-             [done = std::move(done)](Result<Message> reply) {
+             [context = m_context, length = from.size(),
+              done = std::move(done)](Result<Message> reply) {
                if (!reply) return done(std::move(reply).error());
                const Message& message = reply.value();
                if (message.status() != 0) {
                  return done(make_error(message.status(), wire::to_text(message.payload)));
                }
+               context->counters().one_sided_write(length);
                done({});
              });
 }
@@ -179,6 +182,8 @@ void TcpConnection::write_next() {
       self->shutdown(error.message().c_str());
       return;
     }
+    self->m_context->counters().message_sent(sizeof(wire::Header) +
+                                             self->m_out.front().payload.size());
     self->m_out.pop_front();
     self->write_next();
   });
@@ -213,6 +218,8 @@ void TcpConnection::read_payload() {
                      }
                      Message message{self->m_in_header, std::move(self->m_in_payload)};
                      self->m_in_payload = {};
+                     self->m_context->counters().message_received(sizeof(wire::Header) +
+                                                                  message.payload.size());
                      self->on_message(std::move(message));
                      if (!self->m_closed) self->read_header();
                    });

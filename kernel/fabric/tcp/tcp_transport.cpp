@@ -99,6 +99,7 @@ void TcpTransport::accept_next(std::shared_ptr<Listener> listener) {
       return;
     }
     if (auto connection = adopt(std::move(socket), listener->handler)) {
+      m_context->counters().connection_accepted();
       connection->start();
       accept_next(listener);
     }
@@ -157,6 +158,7 @@ Result<std::shared_ptr<Connection>> TcpTransport::connect(const Address& address
         attempt->result.set_value(make_error(ESHUTDOWN, "transport is stopped"));
         return;
       }
+      m_context->counters().connection_made();
       connection->start();
       attempt->result.set_value(std::shared_ptr<Connection>(connection));
     });

@@ -28,6 +28,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "kernel/fabric/counter_set.h"
 #include "kernel/fabric/transport.h"
 
 namespace sk::fabric {
@@ -57,12 +58,15 @@ class TcpContext {
   Result<void> region_read(uint32_t rkey, uint64_t offset, std::span<std::byte> into);
   Result<void> region_write(uint32_t rkey, uint64_t offset, ByteView from);
 
+  FabricCounterSet& counters() { return m_counters; }
+
  private:
   friend class TcpTransport;
   friend class TcpConnection;
 
   boost::asio::io_context m_io;
   std::atomic<NodeId> m_node{kNoNode};
+  FabricCounterSet m_counters;
 
   std::mutex m_mutex;  // guards m_stopping, m_connections
   bool m_stopping = false;
@@ -146,6 +150,7 @@ class TcpTransport final : public Transport {
   void deregister_region(uint32_t rkey) override;
   void set_node_id(NodeId node) override { m_context->set_node_id(node); }
   wire::FabricKind kind() const override { return wire::FabricKind::kTcp; }
+  FabricCounters counters() const override { return m_context->counters().snapshot(); }
   void stop() override;
 
  private:

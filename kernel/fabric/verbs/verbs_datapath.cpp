@@ -213,7 +213,10 @@ bool VerbsConnection::post_fragment() {
   --m_credits;
   m_owed = 0;
   out.sent += length;
-  if (out.sent == total) m_out.pop_front();
+  if (out.sent == total) {
+    m_context->counters().message_sent(total);
+    m_out.pop_front();
+  }
   return true;
 }
 
@@ -398,6 +401,7 @@ void VerbsConnection::on_fragment(const std::byte* data, size_t length) {
   m_in_message = false;
   Message message{m_in_header, std::move(m_in_payload)};
   m_in_payload = {};
+  m_context->counters().message_received(kHeader + message.payload.size());
   on_message(std::move(message));
 }
 
@@ -571,6 +575,13 @@ void VerbsConnection::finish_access(uint64_t id, Result<void> result) {
   if (node.empty()) return;
   Access& access = node.mapped();
   m_context->cancel_timer(access.timer);
+  if (result) {
+    if (access.is_read) {
+      m_context->counters().one_sided_read(access.length);
+    } else {
+      m_context->counters().one_sided_write(access.length);
+    }
+  }
   access.done(std::move(result));
 }
 

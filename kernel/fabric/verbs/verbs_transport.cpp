@@ -298,6 +298,7 @@ void VerbsContext::on_handshake(uint64_t id, uint32_t) {
     log.warn("cannot accept verbs connection from {}: {}", peer, ready.error().text());
     return;  // the connection's destructor releases the QP and closes fd
   }
+  m_counters.connection_accepted();
   adopt(connection);
   connection->start();
 }
@@ -462,6 +463,7 @@ Result<std::shared_ptr<Connection>> VerbsTransport::connect(const Address& addre
     connection->start();
   });
   if (!posted) return make_error(ESHUTDOWN, "transport is stopped");
+  m_context->counters().connection_made();
   return std::shared_ptr<Connection>(connection);
 }
 

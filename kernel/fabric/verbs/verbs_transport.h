@@ -42,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernel/fabric/counter_set.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/fabric/verbs/verbs_control.h"
 #include "kernel/fabric/verbs/verbs_device.h"
@@ -96,6 +97,7 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   VerbsDevice& device() { return *m_device; }
   NodeId node_id() const { return m_node.load(std::memory_order_relaxed); }
   void set_node_id(NodeId node) { m_node.store(node, std::memory_order_relaxed); }
+  FabricCounterSet& counters() { return m_counters; }
 
   // Runs fn on the loop thread; false (fn dropped) once stopping. Any thread.
   bool post(std::function<void()> fn);
@@ -169,6 +171,7 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
 
   std::shared_ptr<VerbsDevice> m_device;
   std::atomic<NodeId> m_node{kNoNode};
+  FabricCounterSet m_counters;
   std::atomic<std::thread::id> m_loop_thread{};
   int m_epoll = -1;
   int m_eventfd = -1;
@@ -367,6 +370,7 @@ class VerbsTransport final : public Transport {
   void deregister_region(uint32_t rkey) override;
   void set_node_id(NodeId node) override { m_context->set_node_id(node); }
   wire::FabricKind kind() const override { return wire::FabricKind::kVerbs; }
+  FabricCounters counters() const override { return m_context->counters().snapshot(); }
   void stop() override;
 
  private:
