@@ -100,6 +100,13 @@ for op in write read create unlink; do
   a=$(counter "$after" storage "$op")
   [ "$a" -gt "$b" ] && pass "storage $op counted ($b -> $a)" || fail "storage $op did not grow ($b -> $a)"
 done
+# The fabric the traffic went over (the local cluster's is tcp), and that
+# the work moved bytes through it.
+a=$(counter "$after" fabric kind_tcp)
+[ "$a" -ge 1 ] && pass "fabric kind_tcp reported by the pComponents ($a)" || fail "no fabric kind_tcp on the pComponents"
+b=$(counter "$before" fabric bytes_sent)
+a=$(counter "$after" fabric bytes_sent)
+[ "$a" -gt "$b" ] && pass "fabric bytes_sent counted ($b -> $a)" || fail "fabric bytes_sent did not grow ($b -> $a)"
 # Tracer and storage counters are the pComponents' only.
 others=$(awk -v ids=" $pcomp_ids " '($2 == "syscalls" || $2 == "refused" || $2 == "storage") && !index(ids, " " $1 " ")' <<< "$after")
 [ -z "$others" ] && pass "syscall and storage counters belong to pComponents only" || fail "counters of other nodes: $others"
