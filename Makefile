@@ -5,7 +5,7 @@
 #   make test       build and run every test (ctest); SAN=1 for the sanitizer build
 #   make cluster    boot the QEMU cluster (one VM per component) and open the
 #                   console on it; PCOMPONENTS=N MCOMPONENTS=N SCOMPONENTS=N
-#                   FABRIC=tcp|verbs override qemu-configs/cluster.conf
+#                   FABRIC=verbs|tcp override qemu-configs/cluster.conf (verbs)
 #   make cluster-down  stop the QEMU cluster's VMs
 #   make local      start the local cluster (background) and print its address
 #   make local-console  start the local cluster and open the console on it
