@@ -20,6 +20,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "kernel/log.h"
 #include "kernel/wire/messages.h"
@@ -487,6 +489,7 @@ void MemoryManagerImpl::handle_fork(const ProcessPtr& parent, int child_uffd) {
   // registration, and its pages their uffd-wp bits (and so their dirty
   // state: the child's copy on the mComponent is the parent's as of now).
   child->track_dirty = parent->track_dirty;
+  child->pinned = parent->pinned;
   child->parent = parent->pid;
   child->regions = parent->regions;
   child->committed = parent->committed;
@@ -628,6 +631,23 @@ void MemoryManagerImpl::handle_remap(Process& process, uint64_t from, uint64_t t
 
 // ---- the tracer's calls --------------------------------------------------
 
+// The pages from arg_start to env_end (fields 48 and 51 of /proc/PID/stat,
+// after the parenthesised command name), or an empty range.
+static Region argument_pages(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream fields(stat.substr(close + 1));
+  std::vector<std::string> field;  // field[0] is stat's field 3
+  for (std::string word; fields >> word;) field.push_back(word);
+  if (field.size() < 49) return {};
+  uint64_t start = std::strtoull(field[45].c_str(), nullptr, 10);
+  uint64_t end = std::strtoull(field[48].c_str(), nullptr, 10);
+  if (start == 0 || end <= start || end - start > (uint64_t{1} << 20)) return {};
+  return Region{start & ~(kPage - 1), (end + kPage - 1) & ~(kPage - 1)};
+}
+
 void MemoryManagerImpl::on_exec(pid_t pid, VnodeId vnode, Userfault uffd,
                                 std::vector<Region> regions) {
   ProcessPtr old;
@@ -666,6 +686,7 @@ void MemoryManagerImpl::on_exec(pid_t pid, VnodeId vnode, Userfault uffd,
   if (fd >= 0) set_nonblocking(fd);
   process->uffd = fd;
   process->track_dirty = fd >= 0 && m_track_dirty && (uffd.features & kUffdFeatureWpAsync) != 0;
+  process->pinned = argument_pages(pid);
   process->lock.lock();
   if (fd >= 0) {
     register_regions(*process, regions);
@@ -933,6 +954,21 @@ bool MemoryManagerImpl::evict_once() {
     auto victims = m_cache.victims(count);
     if (victims.empty()) return false;
     for (const PageKey& victim : victims) by_process[victim.mm].push_back(victim.address);
+    // Pinned pages (Process::pinned) go back to the end of the line.
+    for (auto& [serial, pages] : by_process) {
+      auto found = m_by_serial.find(serial);
+      if (found == m_by_serial.end()) continue;
+      const Process& process = *found->second;
+      if (process.pinned.size() == 0) continue;
+      std::erase_if(pages, [&](uint64_t page) {
+        if (page < process.pinned.start || page >= process.pinned.end) return false;
+        m_cache.remove(process.vnode, PageKey{serial, page}, false);
+        m_cache.add(process.vnode, PageKey{serial, page});
+        return true;
+      });
+    }
+    std::erase_if(by_process, [](const auto& entry) { return entry.second.empty(); });
+    if (by_process.empty()) return false;
     m_evicting = true;
   }
   bool progress = false;

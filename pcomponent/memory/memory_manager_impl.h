@@ -195,6 +195,12 @@ class MemoryManagerImpl final : public MemoryManager {
     std::atomic<bool> failed{false};  // written under `lock`
     bool in_cache = false;  // its resident pages are counted in the ExCache
     bool track_dirty = false;  // dirty tracking: its uffd has WP_ASYNC, ranges MODE_WP
+    // The pages holding its argv and environment (/proc/PID/stat's
+    // arg_start..env_end), never evicted: other processes read them
+    // (/proc/PID/cmdline and environ, so ps and pgrep), and the kernel does
+    // not wait for userfaultfd on another process's behalf, so an evicted
+    // one would read as empty. A page or two per process.
+    Region pinned{};
     std::string failure;    // why it failed
     RegionMap regions;
     RegionMap committed;

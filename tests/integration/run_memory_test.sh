@@ -171,6 +171,25 @@ else
   fail "the mComponents still hold $(mcomponent_usage_mib) MiB after the program exited"
 fi
 
+# While a program's pages are being evicted, other processes still read its
+# command line (ps, pgrep: /proc/PID/cmdline reads its stack, whose argv
+# pages the memory manager keeps resident).
+( set +e; env -u TERM -u LANG "$BIN/splitctl" run m64 -- memtouch-static 256 40 > /dev/null 2>&1 ) < /dev/null &
+runner=$!
+evicting() { [ "$(stat_value evicted_pages)" -gt "$evicted_before" ]; }
+evicted_before=$(stat_value evicted_pages)
+if wait_for 60 evicting; then
+  sleep 1
+  commands=$("$BIN/splitctl" --json ps m64 | python3 -c '
+import json, sys
+print("|".join(p["command"] for p in json.load(sys.stdin)))')
+  expect_eq "splitctl ps shows an evicting program's command line" "memtouch-static 256 40" "$commands"
+else
+  fail "memtouch-static 256 40 on a 64 MiB ExCache evicted nothing within 60 s"
+fi
+kill -INT $runner 2> /dev/null || true
+wait $runner || true
+
 # splitctl stats: the pComponent's memory counters moved.
 for counter in evicted_pages written_back_pages fetched_pages prefetched_pages fault_count; do
   value=$(stat_value $counter)
