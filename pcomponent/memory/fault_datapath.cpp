@@ -173,7 +173,11 @@ void MemoryManagerImpl::handle_message(const ProcessPtr& process, const uffd_msg
 }
 
 bool MemoryManagerImpl::should_park(const Process& process) {
-  if (!process.in_cache) return false;
+  // A process kept out of the books (no pagemap) is not bounded. A forked
+  // child not matched yet (pid -1: the tracer has not reported its fork)
+  // is not in the books either, and cannot be evicted until it is: it
+  // waits like the others, or it could fault in any amount meanwhile.
+  if (!process.in_cache && process.pid > 0) return false;
   std::lock_guard lock(m_mutex);
   return m_cache.excess(process.vnode) > m_options.high_water;
 }
