@@ -14,6 +14,7 @@
 
 #include "kernel/log.h"
 #include "kernel/wire/codec.h"
+#include "pcomponent/proc_stat.h"
 
 namespace sk::pcomponent {
 
@@ -299,17 +300,10 @@ Result<void> ProcessManager::signal(uint64_t run, int signo) {
   return signal_group(m_launcher, pid, signo);
 }
 
-// The parent of `pid` from /proc/PID/stat ("pid (comm) state ppid ..."), or
-// -1 when it is gone.
+// The parent of `pid`, or -1 when it is gone.
 static pid_t parent_of(pid_t pid) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(close + 1));
-  std::string state;
-  pid_t parent = -1;
-  if (!(fields >> state >> parent)) return -1;
-  return parent;
+  auto stat = read_proc_stat(pid);
+  return stat && !stat->field(4).empty() ? static_cast<pid_t>(stat->number(4)) : -1;
 }
 
 void ProcessManager::memory_failed(pid_t pid, const std::string& why) {
@@ -367,30 +361,21 @@ std::vector<wire::ProcessRecord> ProcessManager::processes(VnodeId vnode) {
   for (const TracedProcess& process : traced) {
     if (vnode != kNoVnode && process.vnode != vnode) continue;
     std::string proc = "/proc/" + std::to_string(process.pid);
-    std::string stat = read_file(proc + "/stat");
-    // "pid (comm) state ppid ...": comm may hold anything, so the fields
-    // are counted from its closing parenthesis.
-    size_t open = stat.find('(');
-    size_t close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close < open) continue;
-    std::string comm = stat.substr(open + 1, close - open - 1);
-    std::istringstream fields(stat.substr(close + 1));
-    std::vector<std::string> field;  // field[0] is stat's field 3 (state)
-    for (std::string word; fields >> word;) field.push_back(word);
-    if (field.size() < 22) continue;
+    auto stat = read_proc_stat(process.pid);
+    if (!stat || stat->field(24).empty()) continue;
 
     wire::ProcessRecord record{};
     record.vnode = process.vnode;
     record.host_pid = process.pid;
     auto inside = m_launcher.vnode_pid(process.pid);
     record.pid = inside ? inside.value() : 0;
-    record.state = static_cast<uint8_t>(std::isgraph(static_cast<unsigned char>(field[0][0]))
-                                            ? field[0][0]
-                                            : '?');
-    double started_s = ticks > 0 ? std::stod(field[19]) / static_cast<double>(ticks) : 0;
+    char state = stat->field(3).empty() ? '?' : stat->field(3)[0];
+    record.state = static_cast<uint8_t>(std::isgraph(static_cast<unsigned char>(state)) ? state : '?');
+    double started_s =
+        ticks > 0 ? static_cast<double>(stat->number(22)) / static_cast<double>(ticks) : 0;
     record.runtime_ms =
         uptime > started_s ? static_cast<uint64_t>((uptime - started_s) * 1000.0) : 0;
-    record.rss = std::stoull(field[21]) * static_cast<uint64_t>(page);
+    record.rss = stat->number(24) * static_cast<uint64_t>(page);
     if (auto it = run_of.find(process.launched); it != run_of.end()) record.run = it->second;
     if (m_memory != nullptr) {
       memory::ProcessMemory pages = m_memory->process(process.pid);
@@ -400,7 +385,7 @@ std::vector<wire::ProcessRecord> ProcessManager::processes(VnodeId vnode) {
     std::string cmdline = read_file(proc + "/cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
-    record.command.set(cmdline.empty() ? "[" + comm + "]" : cmdline);
+    record.command.set(cmdline.empty() ? "[" + stat->comm + "]" : cmdline);
     record.vnode_name.set("");
     records.push_back(record);
   }

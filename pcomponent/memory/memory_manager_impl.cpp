@@ -20,11 +20,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <iterator>
-#include <sstream>
 
 #include "kernel/log.h"
 #include "kernel/wire/messages.h"
+#include "pcomponent/proc_stat.h"
 
 namespace sk::pcomponent::memory {
 
@@ -631,19 +630,13 @@ void MemoryManagerImpl::handle_remap(Process& process, uint64_t from, uint64_t t
 
 // ---- the tracer's calls --------------------------------------------------
 
-// The pages from arg_start to env_end (fields 48 and 51 of /proc/PID/stat,
-// after the parenthesised command name), or an empty range.
+// The pages from arg_start to env_end (fields 48 to 51 of /proc/PID/stat),
+// or an empty range.
 static Region argument_pages(pid_t pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return {};
-  std::istringstream fields(stat.substr(close + 1));
-  std::vector<std::string> field;  // field[0] is stat's field 3
-  for (std::string word; fields >> word;) field.push_back(word);
-  if (field.size() < 49) return {};
-  uint64_t start = std::strtoull(field[45].c_str(), nullptr, 10);
-  uint64_t end = std::strtoull(field[48].c_str(), nullptr, 10);
+  auto stat = read_proc_stat(pid);
+  if (!stat) return {};
+  uint64_t start = stat->number(48);
+  uint64_t end = stat->number(51);
   if (start == 0 || end <= start || end - start > (uint64_t{1} << 20)) return {};
   return Region{start & ~(kPage - 1), (end + kPage - 1) & ~(kPage - 1)};
 }
