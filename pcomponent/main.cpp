@@ -18,7 +18,7 @@
 #include "kernel/log.h"
 #include "pcomponent/launcher.h"
 #include "pcomponent/memory/memory_manager_impl.h"
-#include "pcomponent/memory/placement.h"
+#include "pcomponent/memory/vregion_placer.h"
 #include "pcomponent/pcomponent.h"
 #include "pcomponent/process_manager.h"
 #include "pcomponent/storage_manager.h"
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   // Remote memory: placement by the monitor, pages on mComponents, at most
   // the ExCache budget resident here. Attached before the first launch.
   namespace memory = sk::pcomponent::memory;
-  memory::MonitorPlacer placer(daemon.transport(), daemon.monitor());
+  memory::MonitorVregionPlacer placer(daemon.transport(), daemon.monitor());
   std::unique_ptr<memory::MemoryManagerImpl> memory_manager;
   if (!local_memory) {
     memory::MemoryOptions options;

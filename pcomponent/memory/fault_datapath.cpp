@@ -274,22 +274,15 @@ MemoryManagerImpl::Served MemoryManagerImpl::serve_fault(Process& process, const
   Served served;
   Clock::time_point installed_at{};
   if (remote) {
-    auto holder = process.vregions.find(vregion_of(page));
-    auto mm = holder == process.vregions.end() ? process.mms.end()
-                                               : process.mms.find(holder->second);
-    if (mm == process.mms.end()) {
+    auto where = process.remote.locate(vregion_of(page));
+    if (!where) {
       fail(process, "page " + fmt::format("{:#x}", page) + " is on no mComponent we know");
       return Served::kDone;
     }
-    auto data = holder->second->read(process.vnode, mm->second, page, static_cast<uint32_t>(count));
+    auto data = where->client->read(process.vnode, where->mm, page, static_cast<uint32_t>(count));
     if (!data) {
-      if (data.error().code() == EIO) {
-        // Gone: the vNode's next vRegions go elsewhere.
-        std::lock_guard lock(m_mutex);
-        std::erase_if(m_vnodes[process.vnode].placements,
-                      [&](const auto& entry) { return entry.second == holder->second; });
-      }
-      fail(process, "its memory on " + holder->second->name() +
+      if (data.error().code() == EIO) forget_holder(process.vnode, where->client);
+      fail(process, "its memory on " + where->client->name() +
                         " is lost: " + data.error().text());
       return Served::kDone;
     }

@@ -1,10 +1,23 @@
 // The memory manager (memory_manager.h): userfaultfd-based disaggregated
 // memory for the vNode processes of one pComponent.
 //
-// Per process (Process below): its uffd, its RegionMap (registered ranges)
-// and committed ranges (for the quota), two bits per page (PageBits:
-// resident here / held remotely), and, per mComponent that holds some of
-// its pages, an address space there (mm). A vNode's virtual address space
+// Per process (ManagedProcess, managed_process.h): its uffd, its RegionMap
+// (registered ranges) and committed ranges (for the quota), two bits per
+// page (PageBits: resident here / held remotely), and its RemoteSpace
+// (remote_space.h: which mComponent holds each of its vRegions, and its
+// address space there, mm).
+//
+// The units, each in its own file:
+// - ProcessTable and ForkBook (process_table.h): processes by serial and
+//   pid, vfork sharing, and the two halves of a fork waiting for each other;
+// - VnodeBooks (vnode_books.h): per vNode, its quota, committed bytes and
+//   the default holder of each vRegion;
+// - ExCache (excache.h) with its EvictionPolicy: which resident pages go next;
+// - pagemap.h: which pages of a process are present, and which written;
+// - this class ties them together with three threads: the fault path
+//   (fault_datapath.cpp), address-space events (address_space_events.cpp),
+//   forks (fork_matching.cpp), eviction and write-back (eviction.cpp). A vNode's virtual address
+//   space
 // is cut into vRegions of kVregionBytes; the monitor places each on an
 // mComponent (placement.h) the first time one of the vNode's processes
 // writes a page of it back, and the process keeps that choice (a fork
@@ -88,14 +101,16 @@
 #include "kernel/config.h"
 #include "kernel/fabric/transport.h"
 #include "pcomponent/memory/excache.h"
+#include "pcomponent/memory/managed_process.h"
 #include "pcomponent/memory/mcomponent_client.h"
 #include "pcomponent/memory/memory_manager.h"
 #include "pcomponent/memory/page_bits.h"
-#include "pcomponent/memory/placement.h"
+#include "pcomponent/memory/process_table.h"
+#include "pcomponent/memory/vnode_books.h"
+#include "pcomponent/memory/vregion_placer.h"
 
 namespace sk::pcomponent::memory {
 
-inline constexpr uint64_t kPage = 4096;
 // The unit of placement (see monitor/memory_placement.h for why 64 MiB).
 inline constexpr uint64_t kVregionBytes = uint64_t{64} << 20;
 // The largest prefetch window, in pages.
@@ -140,7 +155,7 @@ struct MemoryOptions {
 class MemoryManagerImpl final : public MemoryManager {
  public:
   // `placer` and `dropper` must outlive the manager.
-  MemoryManagerImpl(fabric::Transport& transport, Placer& placer, PageDropper& dropper,
+  MemoryManagerImpl(fabric::Transport& transport, VregionPlacer& placer, PageDropper& dropper,
                     MemoryOptions options);
   ~MemoryManagerImpl() override;
   MemoryManagerImpl(const MemoryManagerImpl&) = delete;
@@ -170,63 +185,7 @@ class MemoryManagerImpl final : public MemoryManager {
   bool tracks_dirty() const { return m_track_dirty; }
 
  private:
-  struct Fault {
-    uint64_t address = 0;  // page aligned
-    bool write = false;
-    Clock::time_point read_at{};
-    bool no_prefetch = false;  // served while over budget: this page only
-  };
-
-  struct Process {
-    uint64_t serial = 0;  // PageKey::mm in the ExCache
-    VnodeId vnode = kNoVnode;
-    std::mutex lock;  // guards everything below but the atomics
-    std::atomic<bool> deferred{false};   // the fault thread found it locked
-    std::atomic<bool> evicting{false};   // a drop() of it is under way
-    std::atomic<pid_t> pid{-1};          // -1: a forked child not yet matched
-    std::atomic<uint64_t> resident_pages{0};
-    std::atomic<uint64_t> remote_pages{0};
-
-    pid_t parent = -1;  // the forking process, until matched
-    int uffd = -1;
-    int pagemap = -1;  // /proc/PID/pagemap and /proc/PID/mem of its mm
-    int mem = -1;
-    bool dead = false;
-    std::atomic<bool> failed{false};  // written under `lock`
-    bool in_cache = false;  // its resident pages are counted in the ExCache
-    bool track_dirty = false;  // dirty tracking: its uffd has WP_ASYNC, ranges MODE_WP
-    // The pages holding its argv and environment (/proc/PID/stat's
-    // arg_start..env_end), never evicted: other processes read them
-    // (/proc/PID/cmdline and environ, so ps and pgrep), and the kernel does
-    // not wait for userfaultfd on another process's behalf, so an evicted
-    // one would read as empty. A page or two per process.
-    Region pinned{};
-    std::string failure;    // why it failed
-    RegionMap regions;
-    RegionMap committed;
-    PageBits pages;
-    std::map<uint64_t, McomponentClient*> vregions;  // vRegion index -> holder
-    std::map<McomponentClient*, uint64_t> mms;       // holder -> mm there
-    std::vector<Region> evicting_ranges;  // our own madvise, between copy_out and dropped
-    // Sequential fault detection, for several threads (or loops) walking
-    // memory at once: where each recent stream's last window ended.
-    struct Stream {
-      uint64_t next = 0;    // the page a sequential fault would be at
-      uint32_t window = 0;  // its current prefetch window
-      uint64_t used = 0;    // for replacing the least recently used
-    };
-    std::array<Stream, 8> streams{};
-    uint64_t stream_clock = 0;
-    std::deque<Fault> retry;              // faults the kernel said EAGAIN to
-  };
-  using ProcessPtr = std::shared_ptr<Process>;
-
-  struct Vnode {
-    uint64_t cache_pages = 0;
-    uint64_t quota = 0;      // bytes; 0: none
-    uint64_t committed = 0;  // bytes committed by its processes here
-    std::map<uint64_t, McomponentClient*> placements;  // vRegion -> default holder
-  };
+  using Process = ManagedProcess;
 
   struct Parked {
     uint64_t serial = 0;
@@ -255,23 +214,53 @@ class MemoryManagerImpl final : public MemoryManager {
   // it locked.
   void release(Process& process);
 
-  // ---- events (memory_manager_impl.cpp) ----
-  void handle_fork(const ProcessPtr& parent, int child_uffd);
+  // ---- address-space events (address_space_events.cpp; fault thread,
+  // process lock held) ----
   void handle_remap(Process& process, uint64_t from, uint64_t to, uint64_t length);
   void handle_remove(Process& process, uint64_t start, uint64_t end, bool unmap);
+  // Moves `count` remote pages at `source` (one vRegion) to `target` (one
+  // vRegion), on the mComponents (mremap).
+  Result<void> move_remote(Process& process, uint64_t source, uint64_t target, uint64_t count);
+  void register_regions(Process& process, const std::vector<Region>& regions);
+  void scan_present(Process& process, const std::vector<Region>& regions);
+  void open_proc_files(Process& process, pid_t pid);
 
-  // ---- eviction thread ----
+  // ---- forks (fork_matching.cpp) ----
+  // The child's half of a fork from UFFD_EVENT_FORK (fault thread, the
+  // parent's lock held).
+  void handle_fork(const ProcessPtr& parent, int child_uffd);
+  // Matches a forked child's pid with the uffd its parent's FORK event
+  // brought (the parent's pending children).
+  void match_child(const ProcessPtr& parent, pid_t child);
+  // The child of a parent whose memory is local has local memory too.
+  void add_local_child(ManagedProcess& parent, pid_t child);
+  bool uffd_alive(int uffd, pid_t parent);
+
+  // ---- eviction thread (eviction.cpp) ----
   void eviction_loop();
   // One batch; returns whether any page left the cache.
   bool evict_once();
+  // The victims of one batch by process serial, pinned pages left out
+  // (m_mutex held).
+  std::map<uint64_t, std::vector<uint64_t>> pick_victims();
+  // Evicts `pages` (sorted) of one process; whether they were dropped.
+  bool evict_pages(const ProcessPtr& process, const std::vector<uint64_t>& pages);
+  // With the process stopped: saves the victims on mComponents and
+  // returns the ranges to drop (the tracer's PageDropper calls it).
   Result<std::vector<Region>> copy_out(const ProcessPtr& process, pid_t pid,
                                        const std::vector<uint64_t>& victims);
+  Result<std::vector<Region>> copy_out_locked(Process& process, pid_t pid,
+                                              const std::vector<uint64_t>& victims);
+  // Writes the pages `to_write` (indices into `present`, whose data is
+  // `data`) back to their holders; returns the pages written.
+  Result<std::vector<uint64_t>> write_back(Process& process, const std::vector<uint64_t>& present,
+                                           const std::vector<std::byte>& data,
+                                           const std::vector<size_t>& to_write);
 
-  // ---- shared helpers (process lock held) ----
+  // ---- books (memory_manager_impl.cpp; process lock held) ----
   uint64_t vregion_of(uint64_t address) const { return address / m_options.vregion_bytes; }
   // The holder of a vRegion of the process, placing it when it has none.
   Result<McomponentClient*> holder_for_write(Process& process, uint64_t vregion);
-  Result<uint64_t> mm_on(Process& process, McomponentClient* client);
   // Forgets resident / remote pages of [start, end), freeing remote ones on
   // their mComponents.
   Result<void> forget_pages(Process& process, uint64_t start, uint64_t end);
@@ -279,55 +268,45 @@ class MemoryManagerImpl final : public MemoryManager {
   // (`evicted` counts removals as evictions).
   void set_resident(Process& process, const std::vector<uint64_t>& pages, bool resident,
                     bool evicted = false);
-  void sync_counts(Process& process);
   // Kills the process (if it has a pid) and reports why. Process lock held.
   void fail(Process& process, const std::string& reason);
+  // The mComponent behind `client` is gone: the vNode's next vRegions go
+  // elsewhere (processes with pages there lose them when they touch them).
+  void forget_holder(VnodeId vnode, const McomponentClient* client);
   // Closes its fds and takes it out of the cache and the tables' books.
-  void retire(Process& process);
-  // retire() with the lock taken, then queues the freeing of its mms.
-  void retire_and_free(const ProcessPtr& process);
-  // Matches a forked child's pid with the uffd its parent's FORK event
-  // brought (the parent's pending children).
-  void match_child(const ProcessPtr& parent, pid_t child);
-  bool uffd_alive(int uffd, pid_t parent);
-  void register_regions(Process& process, const std::vector<Region>& regions);
-  void scan_present(Process& process, const std::vector<Region>& regions);
-  void open_proc_files(Process& process, pid_t pid);
-  // Adds a process to the tables (m_mutex held).
+  void close_process(Process& process);
+  // close_process() with the lock taken, then queues the freeing of its mms.
+  void close_and_free(const ProcessPtr& process);
+  // Counts a process's resident pages in the ExCache (m_mutex held).
   void add_to_cache(Process& process);
-  McomponentClient* client_for(const Placement& placement);
+  // Puts a process in the tables (m_mutex held).
+  void add_process(const ProcessPtr& process);
+  McomponentClient* client_for(const VregionPlacement& placement);
   ProcessPtr find_pid(pid_t pid) const;
   ProcessPtr find_serial(uint64_t serial) const;
   void queue_job(std::function<void()> job);
+  // Whether some vNode (or the pComponent as a whole) is over its budget.
+  uint64_t cache_excess() const;
 
   fabric::Transport& m_transport;
-  Placer& m_placer;
+  VregionPlacer& m_placer;
   PageDropper& m_dropper;
   const MemoryOptions m_options;
   bool m_track_dirty = false;  // the kernel can, and options.track_dirty
   int m_epoll = -1;
-  int m_wake = -1;  // eventfd: the fault thread's doorbell
+  int m_wake = -1;                // eventfd: the fault thread's doorbell
   std::byte* m_zeroes = nullptr;  // kMaxWindow zero pages, read-only
 
   mutable std::mutex m_mutex;  // guards everything below
   ExCache m_cache;
-  std::unordered_map<pid_t, ProcessPtr> m_by_pid;
-  std::unordered_map<uint64_t, ProcessPtr> m_by_serial;
-  // Children whose UFFD_EVENT_FORK was read and whose on_fork() has not
-  // come yet, by the parent's serial, in the order the events came.
-  std::map<uint64_t, std::deque<ProcessPtr>> m_pending_forks;
-  // on_fork() calls whose parent was itself not matched yet (parent pid ->
-  // child pids), replayed when it is.
-  std::map<pid_t, std::vector<pid_t>> m_early_forks;
-  std::map<pid_t, std::set<pid_t>> m_sharers;   // pid -> vfork/CLONE_VM children sharing its mm
-  std::map<pid_t, pid_t> m_shares_with;         // such a child -> its parent
-  std::map<VnodeId, Vnode> m_vnodes;
+  ProcessTable m_processes;
+  ForkBook m_forks;
+  VnodeBooks m_vnodes;
   std::map<std::string, std::unique_ptr<McomponentClient>> m_clients;  // by address
   std::set<uint64_t> m_to_serve;  // serials to serve again (deferred, or not drained)
   std::set<uint64_t> m_retrying;  // serials with faults to retry
   std::deque<Parked> m_parked;
   std::deque<std::function<void()>> m_jobs;  // for the eviction thread
-  uint64_t m_next_serial = 1;
   MemoryStats m_stats;
   bool m_stopping = false;
   bool m_evicting = false;  // the eviction thread is in a batch
@@ -340,7 +319,7 @@ class MemoryManagerImpl final : public MemoryManager {
 
 // Makes and starts a memory manager.
 Result<std::unique_ptr<MemoryManagerImpl>> make_memory_manager(fabric::Transport& transport,
-                                                               Placer& placer,
+                                                               VregionPlacer& placer,
                                                                PageDropper& dropper,
                                                                MemoryOptions options);
 

@@ -513,12 +513,12 @@ struct McomponentServer {
   sk::Address address;
 };
 
-class FakePlacer final : public memory::Placer {
+class FakeVregionPlacer final : public memory::VregionPlacer {
  public:
   void add(sk::NodeId node, const sk::Address& address) {
-    m_places.push_back(memory::Placement{node, address.to_string()});
+    m_places.push_back(memory::VregionPlacement{node, address.to_string()});
   }
-  sk::Result<memory::Placement> place(sk::VnodeId, uint64_t) override {
+  sk::Result<memory::VregionPlacement> place(sk::VnodeId, uint64_t) override {
     std::lock_guard lock(m_mutex);
     if (m_places.empty()) return sk::make_error(EHOSTUNREACH, "no mComponent");
     return m_places[m_calls++ % m_places.size()];
@@ -530,7 +530,7 @@ class FakePlacer final : public memory::Placer {
 
  private:
   std::mutex m_mutex;
-  std::vector<memory::Placement> m_places;
+  std::vector<memory::VregionPlacement> m_places;
   size_t m_calls = 0;
 };
 
@@ -577,7 +577,7 @@ struct Rig {
   }
 
   std::vector<std::unique_ptr<McomponentServer>> servers;
-  FakePlacer placer;
+  FakeVregionPlacer placer;
   TestTracer tracer;
   std::unique_ptr<sk::fabric::Transport> transport;
   std::unique_ptr<memory::MemoryManagerImpl> manager;

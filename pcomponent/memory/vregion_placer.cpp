@@ -1,15 +1,16 @@
 // The monitor placer (see placement.h). Lock order: m_mutex only.
-#include "pcomponent/memory/placement.h"
+#include "pcomponent/memory/vregion_placer.h"
 
 #include "kernel/rpc/rpc.h"
 #include "kernel/wire/memory_messages.h"
 
 namespace sk::pcomponent::memory {
 
-MonitorPlacer::MonitorPlacer(fabric::Transport& transport, Address monitor, Duration timeout)
+MonitorVregionPlacer::MonitorVregionPlacer(fabric::Transport& transport, Address monitor,
+                                           Duration timeout)
     : m_transport(transport), m_monitor(std::move(monitor)), m_timeout(timeout) {}
 
-Result<Placement> MonitorPlacer::place(VnodeId vnode, uint64_t bytes) {
+Result<VregionPlacement> MonitorVregionPlacer::place(VnodeId vnode, uint64_t bytes) {
   std::shared_ptr<fabric::Connection> connection;
   {
     std::lock_guard lock(m_mutex);
@@ -25,12 +26,12 @@ Result<Placement> MonitorPlacer::place(VnodeId vnode, uint64_t bytes) {
     connection = m_connection;
   }
   wire::MemoryPlaceRequest request{vnode, 0, bytes};
-  auto reply = rpc::call_for<wire::MemoryPlaceReply>(
-      *connection, wire::Opcode::P2MON_MEMORY_PLACE, vnode, wire::as_bytes(request), m_timeout);
+  auto reply = rpc::call_for<wire::MemoryPlaceReply>(*connection, wire::Opcode::P2MON_MEMORY_PLACE,
+                                                     vnode, wire::as_bytes(request), m_timeout);
   if (!reply) {
     return make_error(reply.error().code(), "memory placement: " + reply.error().message());
   }
-  return Placement{reply->node, reply->address.str()};
+  return VregionPlacement{reply->node, reply->address.str()};
 }
 
 }  // namespace sk::pcomponent::memory

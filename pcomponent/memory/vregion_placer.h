@@ -2,7 +2,7 @@
 // memory manager asks once per vRegion (kVregionBytes of a vNode's virtual
 // address space) the first time it writes pages of that vRegion back.
 //
-// MonitorPlacer asks the monitor (P2MON_MEMORY_PLACE, kernel/wire/
+// MonitorVregionPlacer asks the monitor (P2MON_MEMORY_PLACE, kernel/wire/
 // memory_messages.h) on a connection of its own, made on first use and
 // again after it closed.
 //
@@ -20,23 +20,23 @@
 
 namespace sk::pcomponent::memory {
 
-struct Placement {
+struct VregionPlacement {
   NodeId node = kNoNode;
   std::string address;  // the mComponent's fabric address
 };
 
-class Placer {
+class VregionPlacer {
  public:
-  virtual ~Placer() = default;
+  virtual ~VregionPlacer() = default;
   // The mComponent that is to hold `bytes` more of `vnode`'s memory.
-  virtual Result<Placement> place(VnodeId vnode, uint64_t bytes) = 0;
+  virtual Result<VregionPlacement> place(VnodeId vnode, uint64_t bytes) = 0;
 };
 
-class MonitorPlacer final : public Placer {
+class MonitorVregionPlacer final : public VregionPlacer {
  public:
-  MonitorPlacer(fabric::Transport& transport, Address monitor,
-                Duration timeout = std::chrono::seconds(5));
-  Result<Placement> place(VnodeId vnode, uint64_t bytes) override;
+  MonitorVregionPlacer(fabric::Transport& transport, Address monitor,
+                       Duration timeout = std::chrono::seconds(5));
+  Result<VregionPlacement> place(VnodeId vnode, uint64_t bytes) override;
 
  private:
   fabric::Transport& m_transport;
