@@ -30,6 +30,7 @@
 
 #include "kernel/fabric/counter_set.h"
 #include "kernel/fabric/transport.h"
+#include "kernel/rpc/endpoint.h"
 
 namespace sk::fabric {
 
@@ -77,7 +78,10 @@ class TcpContext {
   uint32_t m_next_rkey = 1;
 };
 
-class TcpConnection final : public Connection {
+// A tcp connection: framing over the socket and the serving of one-sided
+// FABRIC_READ/FABRIC_WRITE; request ids, timeouts, reply matching and
+// dispatch are its rpc::Endpoint's.
+class TcpConnection final : public Connection, private rpc::Carrier {
  public:
   TcpConnection(std::shared_ptr<TcpContext> context, boost::asio::ip::tcp::socket socket,
                 RequestHandler handler);
@@ -95,46 +99,37 @@ class TcpConnection final : public Connection {
   void send_reply(const wire::Header& request, int status, Bytes payload) override;
   void close() override;
   bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_peer; }
+  std::string peer() const override { return m_endpoint.peer(); }
   void set_close_handler(std::function<void()> handler) override;
 
  private:
-  struct Pending {
-    ReplyCallback done;
-    std::unique_ptr<boost::asio::steady_timer> timer;
-  };
   struct Outgoing {
     wire::Header header;
     Bytes payload;
   };
 
+  // rpc::Carrier.
+  void send_message(const wire::Header& header, Bytes payload) override;
+  bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
+  NodeId local_node() const override { return m_context->node_id(); }
+  std::shared_ptr<Connection> connection() override { return shared_from_this(); }
+
   // All of these run on the io thread.
-  void start_call(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
-                  ReplyCallback done);
-  void enqueue(wire::Header header, Bytes payload);
   void write_next();
   void read_header();
   void read_payload();
-  void on_message(Message message);
-  void on_request(Message message);
-  void serve_one_sided(Message message);
-  void reject_stream(const Error& error);
+  void serve_one_sided(Message message, Responder responder);
   void shutdown(const char* reason);
 
   std::shared_ptr<TcpContext> m_context;
   boost::asio::ip::tcp::socket m_socket;
-  RequestHandler m_handler;
-  std::string m_peer;
+  rpc::Endpoint m_endpoint;
   std::atomic<bool> m_open{true};
 
   wire::Header m_in_header{};
   Bytes m_in_payload;
   std::deque<Outgoing> m_out;
   bool m_writing = false;
-  bool m_close_after_flush = false;  // a malformed stream: reply, then close
-  uint64_t m_next_request_id = 1;
-  std::unordered_map<uint64_t, Pending> m_pending;
-  std::function<void()> m_close_handler;
   bool m_closed = false;  // io-thread view of m_open; shutdown ran
 };
 

@@ -2,7 +2,6 @@
 // state transitions, the control socket after the handshake (key checks and
 // revocations, see verbs_control.h) and shutdown.
 #include <arpa/inet.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,8 +34,7 @@ static constexpr uint8_t kHopLimit = 64;
 VerbsConnection::VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd,
                                  RequestHandler handler)
     : m_context(std::move(context)),
-      m_handler(std::move(handler)),
-      m_peer(verbs::peer_name(control_fd)),
+      m_endpoint(m_context->io(), *this, verbs::peer_name(control_fd), std::move(handler)),
       m_fd(control_fd) {}
 
 VerbsConnection::~VerbsConnection() { release_resources(); }
@@ -180,25 +178,16 @@ void VerbsConnection::start() {
   m_started = true;
   auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
   std::weak_ptr<VerbsConnection> weak = self;
-  m_watch = m_context->watch(m_fd, EPOLLIN | EPOLLRDHUP, [weak](uint32_t events) {
+  m_watch = m_context->watch(m_fd, VerbsContext::kReadable, [weak](uint32_t events) {
     if (auto connection = weak.lock()) connection->on_control(events);
   });
   // Arm, then poll: completions that came before arming are not lost.
   on_cq_event();
-  log.debug("verbs connection with {} up (qp {})", m_peer, m_qp ? m_qp->qp_num : 0);
+  log.debug("verbs connection with {} up (qp {})", peer(), m_qp ? m_qp->qp_num : 0);
 }
 
 void VerbsConnection::set_close_handler(std::function<void()> handler) {
-  auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  auto shared = std::make_shared<std::function<void()>>(std::move(handler));
-  bool posted = m_context->post([self, shared] {
-    if (self->m_closed) {
-      (*shared)();
-    } else {
-      self->m_close_handler = std::move(*shared);
-    }
-  });
-  if (!posted) (*shared)();
+  m_endpoint.set_close_handler(std::move(handler));
 }
 
 void VerbsConnection::close() {
@@ -212,8 +201,8 @@ void VerbsConnection::close() {
 
 void VerbsConnection::on_control(uint32_t events) {
   if (m_closed) return;
-  if (events & EPOLLOUT) flush_control();
-  if (m_closed || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
+  if (events & VerbsContext::kWritable) flush_control();
+  if (m_closed || !(events & VerbsContext::kReadable)) return;
   char buffer[4096];
   for (;;) {
     ssize_t got = ::recv(m_fd, buffer, sizeof buffer, 0);
@@ -232,7 +221,7 @@ void VerbsConnection::on_control(uint32_t events) {
     std::memcpy(&record, m_control_in.data() + used, sizeof record);
     used += sizeof record;
     if (auto ok = verbs::check_record(record); !ok) {
-      log.warn("bad control record from {}: {}", m_peer, ok.error().text());
+      log.warn("bad control record from {}: {}", peer(), ok.error().text());
       shutdown("bad control record");
       return;
     }
@@ -287,7 +276,7 @@ void VerbsConnection::on_record(const ControlRecord& record) {
     case ControlKind::kHello:
       break;
   }
-  log.warn("unexpected control record {} from {}", record.kind, m_peer);
+  log.warn("unexpected control record {} from {}", record.kind, peer());
   shutdown("unexpected control record");
 }
 
@@ -324,7 +313,7 @@ void VerbsConnection::flush_control() {
   bool want_out = !m_control_out.empty();
   if (want_out != m_want_out && m_watch != 0) {
     m_want_out = want_out;
-    m_context->modify(m_watch, EPOLLIN | EPOLLRDHUP | (want_out ? uint32_t{EPOLLOUT} : 0u));
+    m_context->modify(m_watch, VerbsContext::kReadable | (want_out ? VerbsContext::kWritable : 0u));
   }
 }
 
@@ -336,16 +325,16 @@ void VerbsConnection::shutdown(const char* reason) {
   m_open = false;
   // The loop's reference may be the last one.
   auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  log.debug("verbs connection with {} closed: {}", m_peer, reason);
+  log.debug("verbs connection with {} closed: {}", peer(), reason);
   if (m_watch != 0) m_context->unwatch(std::exchange(m_watch, 0));
   if (m_fd >= 0) ::shutdown(m_fd, SHUT_RDWR);
   release_resources();
-  fail_everything("connection to " + m_peer + " lost");
+  fail_everything("connection to " + peer() + " lost");
   auto revokes = std::move(m_revokes);
   m_revokes.clear();
   for (auto& [token, wait] : revokes) wait->one_done();
   m_context->forget(this);
-  if (m_close_handler) std::exchange(m_close_handler, nullptr)();
+  m_endpoint.notify_closed();
 }
 
 }  // namespace sk::fabric

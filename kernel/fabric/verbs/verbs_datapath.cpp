@@ -1,7 +1,9 @@
 // The verbs transport's datapath: fragmentation and reassembly of RPC
-// messages over SEND/RECV, credits, request/reply matching, timeouts, and
-// one-sided RDMA READ/WRITE. Everything below runs on the loop thread except
-// the public entry points, which only post to it.
+// messages over SEND/RECV, credits, and one-sided RDMA READ/WRITE. Request
+// ids, timeouts, reply matching and dispatch are the connection's
+// rpc::Endpoint's: it is fed each reassembled message and hands back what to
+// send. Everything below runs on the loop thread except the public entry
+// points, which only post to it.
 //
 // Framing: a message is the 40-byte wire::Header and its payload, exactly as
 // on tcp, cut into SEND_WITH_IMM fragments of at most the peer's receive
@@ -9,7 +11,8 @@
 // them in order, so the receiver needs no fragment header: a message starts
 // with a header whose payload_length says how many bytes follow. A header
 // that fails check_header() means the stream can no longer be trusted: the
-// connection answers with an error reply and closes, as tcp does.
+// connection answers with an error reply (Endpoint::reject) and closes, as
+// tcp does.
 //
 // The 32-bit immediate of every SEND: bits 31-24 the fragment type (data or a
 // bare credit update), bits 23-0 the credits returned with it.
@@ -72,14 +75,7 @@ uint32_t immediate(Fragment type, uint32_t credits) {
 
 void VerbsConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
                                  Duration timeout, ReplyCallback done) {
-  // Shared, so that it can still be failed if the post is refused.
-  auto callback = std::make_shared<ReplyCallback>(std::move(done));
-  auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  auto body = std::make_shared<Bytes>(std::move(payload));
-  bool posted = m_context->post([self, opcode, vnode, body, timeout, callback] {
-    self->start_call(opcode, vnode, std::move(*body), timeout, std::move(*callback));
-  });
-  if (!posted) (*callback)(make_error(ECONNRESET, "transport stopped"));
+  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
 }
 
 void VerbsConnection::read_async(RegionKey region, uint64_t offset, std::span<std::byte> into,
@@ -105,63 +101,12 @@ void VerbsConnection::write_async(RegionKey region, uint64_t offset, ByteView fr
 }
 
 void VerbsConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
-  auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  auto body = std::make_shared<Bytes>(std::move(payload));
-  m_context->post([self, request, status, body] {
-    if (self->m_closed) return;
-    wire::Header header{};
-    header.opcode = request.opcode;
-    header.flags = wire::kFlagReply;
-    header.vnode = request.vnode;
-    header.request_id = request.request_id;
-    header.status = status;
-    if (body->size() > wire::kMaxPayload) {
-      header.status = EMSGSIZE;
-      body->clear();
-    }
-    self->enqueue(header, std::move(*body));
-  });
+  m_endpoint.reply_async(request, status, std::move(payload));
 }
 
-// ---- RPC ------------------------------------------------------------------------
+// ---- sending --------------------------------------------------------------------
 
-void VerbsConnection::start_call(wire::Opcode opcode, VnodeId vnode, Bytes payload,
-                                 Duration timeout, ReplyCallback done) {
-  if (m_closed) {
-    done(make_error(ECONNRESET, "connection to " + m_peer + " is closed"));
-    return;
-  }
-  if (payload.size() > wire::kMaxPayload) {
-    done(make_error(EMSGSIZE, "request payload too large"));
-    return;
-  }
-  uint64_t id = m_next_request_id++;
-  std::weak_ptr<VerbsConnection> weak =
-      std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  auto timer = m_context->add_timer(timeout, [weak, id, opcode] {
-    auto self = weak.lock();
-    if (!self) return;
-    auto it = self->m_pending.find(id);
-    if (it == self->m_pending.end()) return;
-    auto callback = std::move(it->second.done);
-    self->m_pending.erase(it);
-    callback(make_error(ETIMEDOUT, std::string(wire::opcode_name(static_cast<uint16_t>(opcode))) +
-                                       " to " + self->m_peer + " timed out"));
-  });
-  m_pending.emplace(id, Pending{std::move(done), timer});
-
-  wire::Header header{};
-  header.opcode = static_cast<uint16_t>(opcode);
-  header.vnode = vnode;
-  header.request_id = id;
-  enqueue(header, std::move(payload));
-}
-
-void VerbsConnection::enqueue(wire::Header header, Bytes payload) {
-  header.magic = wire::kMagic;
-  header.version = wire::kVersion;
-  header.source = m_context->node_id();
-  header.payload_length = static_cast<uint32_t>(payload.size());
+void VerbsConnection::send_message(const wire::Header& header, Bytes payload) {
   m_out.push_back(Outgoing{header, std::move(payload), 0});
   pump();
 }
@@ -170,7 +115,7 @@ void VerbsConnection::pump() {
   while (!m_closed && !m_out.empty() && post_fragment()) {
   }
   if (!m_closed && m_owed >= kCreditBatch) post_credit_update();
-  if (!m_closed && m_close_after_flush && m_out.empty() && m_free_send.size() == kSendBuffers) {
+  if (!m_closed && m_endpoint.rejected() && m_out.empty() && m_free_send.size() == kSendBuffers) {
     shutdown("malformed message");
   }
 }
@@ -204,7 +149,7 @@ bool VerbsConnection::post_fragment() {
   request.imm_data = immediate(Fragment::kData, m_owed);
   ibv_send_wr* bad = nullptr;
   if (int error = ibv_post_send(m_qp, &request, &bad)) {
-    log.warn("post SEND to {}: {}", m_peer, std::strerror(error));
+    log.warn("post SEND to {}: {}", peer(), std::strerror(error));
     shutdown("cannot post a SEND");
     return false;
   }
@@ -230,7 +175,7 @@ bool VerbsConnection::post_credit_update() {
   request.imm_data = immediate(Fragment::kCredits, m_owed);
   ibv_send_wr* bad = nullptr;
   if (int error = ibv_post_send(m_qp, &request, &bad)) {
-    log.warn("post a credit update to {}: {}", m_peer, std::strerror(error));
+    log.warn("post a credit update to {}: {}", peer(), std::strerror(error));
     shutdown("cannot post a SEND");
     return false;
   }
@@ -309,13 +254,13 @@ void VerbsConnection::on_completion(const ibv_wc& completion) {
   if (!ok) {
     failure = make_error(errno_of(completion.status),
                          std::string(ibv_wc_status_str(completion.status)) + " on the QP to " +
-                             m_peer);
+                             peer());
   }
   switch (kind) {
     case Work::kRecv: {
       if (!ok) break;
       if (!(completion.wc_flags & IBV_WC_WITH_IMM)) {
-        log.warn("SEND without immediate from {}", m_peer);
+        log.warn("SEND without immediate from {}", peer());
         shutdown("protocol error");
         return;
       }
@@ -326,7 +271,7 @@ void VerbsConnection::on_completion(const ibv_wc& completion) {
         on_fragment(recv_buffer(static_cast<uint32_t>(index)), completion.byte_len);
         if (m_closed) return;
       } else if (type != Fragment::kCredits) {
-        log.warn("unknown fragment type {} from {}", word >> 24, m_peer);
+        log.warn("unknown fragment type {} from {}", word >> 24, peer());
         shutdown("protocol error");
         return;
       }
@@ -374,7 +319,7 @@ void VerbsConnection::on_completion(const ibv_wc& completion) {
 }
 
 void VerbsConnection::on_fragment(const std::byte* data, size_t length) {
-  if (m_rejecting) return;  // the stream is being closed; ignore the rest
+  if (m_endpoint.rejected()) return;  // the stream is being closed; ignore the rest
   constexpr size_t kHeader = sizeof(wire::Header);
   if (!m_in_message) {
     if (length < kHeader) {
@@ -382,10 +327,8 @@ void VerbsConnection::on_fragment(const std::byte* data, size_t length) {
       return;
     }
     std::memcpy(&m_in_header, data, kHeader);
-    if (auto ok = wire::check_header(m_in_header); !ok) {
-      reject_stream(ok.error());
-      return;
-    }
+    // A bad header is rejected (an error reply, then close).
+    if (!m_endpoint.check_incoming(m_in_header)) return;
     m_in_payload.clear();
     m_in_payload.reserve(m_in_header.payload_length);
     data += kHeader;
@@ -402,57 +345,19 @@ void VerbsConnection::on_fragment(const std::byte* data, size_t length) {
   Message message{m_in_header, std::move(m_in_payload)};
   m_in_payload = {};
   m_context->counters().message_received(kHeader + message.payload.size());
-  on_message(std::move(message));
-}
-
-void VerbsConnection::on_message(Message message) {
-  if ((message.header.flags & wire::kFlagReply) == 0) {
-    on_request(std::move(message));
-    return;
-  }
-  auto it = m_pending.find(message.header.request_id);
-  if (it == m_pending.end()) {
-    // A reply after its timeout, or one we never asked for: drop it.
-    log.debug("dropped reply {} from {}: no pending request", message.header.request_id, m_peer);
-    return;
-  }
-  auto callback = std::move(it->second.done);
-  m_context->cancel_timer(it->second.timer);
-  m_pending.erase(it);
-  callback(std::move(message));
-}
-
-void VerbsConnection::on_request(Message message) {
-  auto self = std::static_pointer_cast<VerbsConnection>(shared_from_this());
-  Responder responder(self, message.header);
-  if (message.opcode() == static_cast<uint16_t>(wire::Opcode::FABRIC_PING)) {
-    responder.reply(std::move(message.payload));
-    return;
-  }
-  if (!m_handler) {
-    responder.fail(make_error(EOPNOTSUPP, "this peer serves no requests on this connection"));
-    return;
-  }
-  m_handler(std::move(message), std::move(responder));
+  m_endpoint.deliver(std::move(message));
 }
 
 void VerbsConnection::reject_stream(const Error& error) {
-  log.warn("malformed message from {}: {}; closing the connection", m_peer, error.text());
-  m_rejecting = true;
   m_in_message = false;
-  wire::Header header{};
-  header.flags = wire::kFlagReply;
-  header.status = error.code();
-  auto text = wire::as_bytes(std::string_view(error.message()));
-  m_close_after_flush = true;
-  enqueue(header, Bytes(text.begin(), text.end()));
+  m_endpoint.reject(error);
 }
 
 // ---- one-sided access -----------------------------------------------------------
 
 void VerbsConnection::start_access(Access access, Duration timeout) {
   if (m_closed) {
-    access.done(make_error(ECONNRESET, "connection to " + m_peer + " is closed"));
+    access.done(make_error(ECONNRESET, "connection to " + peer() + " is closed"));
     return;
   }
   const RegionKey& region = access.region;
@@ -465,7 +370,7 @@ void VerbsConnection::start_access(Access access, Duration timeout) {
       std::static_pointer_cast<VerbsConnection>(shared_from_this());
   access.timer = m_context->add_timer(timeout, [weak, id] {
     if (auto self = weak.lock()) {
-      self->finish_access(id, make_error(ETIMEDOUT, "one-sided access to " + self->m_peer +
+      self->finish_access(id, make_error(ETIMEDOUT, "one-sided access to " + self->peer() +
                                                         " timed out"));
     }
   });
@@ -557,7 +462,7 @@ void VerbsConnection::pump_rdma() {
     request.wr.rdma.rkey = access.region.rkey;
     ibv_send_wr* bad = nullptr;
     if (int error = ibv_post_send(m_qp, &request, &bad)) {
-      log.warn("post RDMA {} to {}: {}", access.is_read ? "READ" : "WRITE", m_peer,
+      log.warn("post RDMA {} to {}: {}", access.is_read ? "READ" : "WRITE", peer(),
                std::strerror(error));
       finish_access(chunk.access, make_error(EIO, "cannot post an RDMA request"));
       shutdown("cannot post an RDMA request");
@@ -591,12 +496,7 @@ void VerbsConnection::fail_everything(const std::string& why) {
   m_rdma_posted.clear();
   m_remote_keys.clear();
   m_key_checks.clear();
-  auto pending = std::move(m_pending);
-  m_pending.clear();
-  for (auto& [id, call] : pending) {
-    m_context->cancel_timer(call.timer);
-    call.done(make_error(ECONNRESET, why));
-  }
+  m_endpoint.close(why);
   auto accesses = std::move(m_accesses);
   m_accesses.clear();
   for (auto& [id, access] : accesses) {

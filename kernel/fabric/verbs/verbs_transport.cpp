@@ -1,20 +1,21 @@
-// Set-up side of the verbs transport: the loop (epoll, posted work, timers),
-// listeners and the accepting half of the handshake, outgoing connections,
-// region registration and shutdown. Per-connection set-up is
+// Set-up side of the verbs transport: the loop (an Asio io_context: waits on
+// file descriptors, posted work, timers), listeners and the accepting half of
+// the handshake, outgoing connections, region registration and shutdown. Per-connection set-up is
 // verbs_connection.cpp; the per-message datapath is verbs_datapath.cpp.
 #include "kernel/fabric/verbs/verbs_transport.h"
 
 #include <fcntl.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <future>
 
 #include "kernel/log.h"
 
 namespace sk::fabric {
+
+namespace asio = boost::asio;
 
 static const Logger log("fabric/verbs");
 
@@ -23,37 +24,30 @@ static constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 // How long deregister_region waits for peers to confirm they forgot a key.
 static constexpr auto kRevokeTimeout = std::chrono::seconds(1);
 
-VerbsContext::VerbsContext(std::shared_ptr<VerbsDevice> device) : m_device(std::move(device)) {}
+VerbsContext::VerbsContext(std::shared_ptr<VerbsDevice> device)
+    : m_device(std::move(device)), m_work(asio::make_work_guard(m_io)) {}
 
 VerbsContext::~VerbsContext() {
+  // Every descriptor is released first: the fds are their owners' to close.
+  unwatch_all();
+  m_timers.clear();
   release_regions();
-  if (m_eventfd >= 0) ::close(m_eventfd);
-  if (m_epoll >= 0) ::close(m_epoll);
 }
 
 Result<void> VerbsContext::init() {
-  m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
-  if (m_epoll < 0) return Error::from_errno("epoll_create1");
-  m_eventfd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (m_eventfd < 0) return Error::from_errno("eventfd");
   int channel_fd = m_device->channel()->fd;
   int flags = ::fcntl(channel_fd, F_GETFL);
   if (flags < 0 || ::fcntl(channel_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
     return Error::from_errno("make the completion channel non-blocking");
   }
-  watch(m_eventfd, EPOLLIN, [this](uint32_t) { run_tasks(); });
-  watch(channel_fd, EPOLLIN, [this](uint32_t) { on_completion_channel(); });
+  watch(channel_fd, kReadable, [this](uint32_t) { on_completion_channel(); });
   return {};
 }
 
 bool VerbsContext::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(m_mutex);
-    if (m_stopping) return false;
-    m_tasks.push_back(std::move(fn));
-  }
-  uint64_t one = 1;
-  [[maybe_unused]] auto ignored = ::write(m_eventfd, &one, sizeof one);
+  std::lock_guard lock(m_mutex);
+  if (m_stopping) return false;
+  asio::post(m_io, std::move(fn));
   return true;
 }
 
@@ -61,15 +55,12 @@ void VerbsContext::post_always(std::function<void()> fn) {
   {
     std::lock_guard lock(m_mutex);
     if (!m_ended) {
-      m_tasks.push_back(std::move(fn));
-      fn = nullptr;
+      asio::post(m_io, std::move(fn));
+      return;
     }
   }
-  // A task dropped after the loop ended is destroyed outside the lock: it may
-  // hold the last reference to a connection.
-  fn = nullptr;
-  uint64_t one = 1;
-  [[maybe_unused]] auto ignored = ::write(m_eventfd, &one, sizeof one);
+  // A task dropped after the loop ended is destroyed outside the lock (on
+  // return): it may hold the last reference to a connection.
 }
 
 bool VerbsContext::stopping() {
@@ -77,112 +68,102 @@ bool VerbsContext::stopping() {
   return m_stopping;
 }
 
-void VerbsContext::run_tasks() {
-  uint64_t count = 0;
-  [[maybe_unused]] auto ignored = ::read(m_eventfd, &count, sizeof count);
-  std::vector<std::function<void()>> tasks;
-  {
-    std::lock_guard lock(m_mutex);
-    tasks.swap(m_tasks);
-  }
-  for (auto& task : tasks) {
-    if (m_quit) break;
-    task();
-  }
-}
-
 void VerbsContext::run() {
   m_loop_thread = std::this_thread::get_id();
-  constexpr int kMaxEvents = 64;
-  epoll_event events[kMaxEvents];
-  while (!m_quit) {
-    int timeout = run_timers();
-    if (m_quit) break;
-    int count = ::epoll_wait(m_epoll, events, kMaxEvents, timeout);
-    if (count < 0) {
-      if (errno == EINTR) continue;
-      log.error("epoll_wait: {}", std::strerror(errno));
-      break;
-    }
-    for (int i = 0; i < count && !m_quit; ++i) {
-      auto it = m_watches.find(events[i].data.u64);
-      if (it == m_watches.end()) continue;  // unwatched by an earlier handler
-      auto handler = it->second.handler;    // survives an unwatch inside the call
-      (*handler)(events[i].events);
-    }
-  }
-  std::vector<std::function<void()>> dropped;
+  m_io.run();  // until finish_stop stops it
   {
     std::lock_guard lock(m_mutex);
     m_ended = true;
-    dropped.swap(m_tasks);
   }
-  dropped.clear();
+  // What was still queued (closes posted by post_always, the cancelled waits
+  // and timers) runs now, so that nothing it holds outlives the loop; every
+  // connection is closed by now, so none of it does anything.
+  m_io.restart();
+  m_io.poll();
   m_timers.clear();
-  m_timer_deadlines.clear();
-  m_watches.clear();
+  unwatch_all();
 }
 
 VerbsContext::TimerId VerbsContext::add_timer(Duration after, std::function<void()> fn) {
-  auto when = std::chrono::steady_clock::now() + after;
   TimerId id = m_next_timer++;
-  m_timers.emplace(std::make_pair(when, id), std::move(fn));
-  m_timer_deadlines.emplace(id, when);
+  auto timer = std::make_unique<asio::steady_timer>(m_io);
+  timer->expires_after(after);
+  timer->async_wait([this, id](boost::system::error_code error) {
+    if (error) return;  // cancelled
+    auto node = m_timers.extract(id);
+    if (node.empty()) return;  // cancelled after it had expired
+    node.mapped().fn();
+  });
+  m_timers.emplace(id, Timer{std::move(timer), std::move(fn)});
   return id;
 }
 
-void VerbsContext::cancel_timer(TimerId id) {
-  auto it = m_timer_deadlines.find(id);
-  if (it == m_timer_deadlines.end()) return;
-  m_timers.erase(std::make_pair(it->second, id));
-  m_timer_deadlines.erase(it);
-}
-
-int VerbsContext::run_timers() {
-  for (;;) {
-    if (m_timers.empty()) return -1;
-    auto first = m_timers.begin();
-    auto now = std::chrono::steady_clock::now();
-    if (first->first.first > now) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(first->first.first - now);
-      return static_cast<int>(std::min<long>(left.count(), 1 << 30));
-    }
-    auto fn = std::move(first->second);
-    m_timer_deadlines.erase(first->first.second);
-    m_timers.erase(first);
-    fn();
-    if (m_quit) return 0;
-  }
-}
+void VerbsContext::cancel_timer(TimerId id) { m_timers.erase(id); }
 
 VerbsContext::WatchId VerbsContext::watch(int fd, uint32_t events,
                                           std::function<void(uint32_t)> handler) {
   WatchId id = m_next_watch++;
-  epoll_event event{};
-  event.events = events;
-  event.data.u64 = id;
-  if (::epoll_ctl(m_epoll, EPOLL_CTL_ADD, fd, &event) != 0) {
-    log.error("epoll_ctl add fd {}: {}", fd, std::strerror(errno));
-  }
-  m_watches.emplace(id, Watch{fd, std::make_shared<std::function<void(uint32_t)>>(
-                                      std::move(handler))});
+  auto descriptor = std::make_unique<asio::posix::stream_descriptor>(m_io);
+  boost::system::error_code error;
+  descriptor->assign(fd, error);
+  if (error) log.error("watch fd {}: {}", fd, error.message());
+  m_watches.emplace(id, Watch{std::move(descriptor),
+                              std::make_shared<std::function<void(uint32_t)>>(std::move(handler)),
+                              events, 0});
+  arm(id);
   return id;
 }
 
 void VerbsContext::modify(WatchId id, uint32_t events) {
   auto it = m_watches.find(id);
   if (it == m_watches.end()) return;
-  epoll_event event{};
-  event.events = events;
-  event.data.u64 = id;
-  ::epoll_ctl(m_epoll, EPOLL_CTL_MOD, it->second.fd, &event);
+  it->second.events = events;
+  arm(id);
 }
 
 void VerbsContext::unwatch(WatchId id) {
+  auto node = m_watches.extract(id);
+  if (node.empty()) return;
+  // Leaves the fd open; the waits complete with operation_aborted and find
+  // the watch gone.
+  node.mapped().descriptor->release();
+}
+
+void VerbsContext::unwatch_all() {
+  for (auto& [id, watch] : m_watches) watch.descriptor->release();
+  m_watches.clear();
+}
+
+void VerbsContext::arm(WatchId id) {
   auto it = m_watches.find(id);
-  if (it == m_watches.end()) return;
-  ::epoll_ctl(m_epoll, EPOLL_CTL_DEL, it->second.fd, nullptr);
-  m_watches.erase(it);
+  if (it == m_watches.end() || !it->second.descriptor->is_open()) return;
+  Watch& watch = it->second;
+  for (uint32_t what : {uint32_t{kReadable}, uint32_t{kWritable}}) {
+    if (!(watch.events & what) || (watch.waiting & what)) continue;
+    watch.waiting |= what;
+    auto type = what == kReadable ? asio::posix::stream_descriptor::wait_read
+                                  : asio::posix::stream_descriptor::wait_write;
+    watch.descriptor->async_wait(type, [this, id, what](boost::system::error_code error) {
+      on_ready(id, what, error);
+    });
+  }
+}
+
+void VerbsContext::on_ready(WatchId id, uint32_t what, boost::system::error_code error) {
+  auto it = m_watches.find(id);
+  if (it == m_watches.end()) return;  // unwatched
+  it->second.waiting &= ~what;
+  if (error == asio::error::operation_aborted) return;
+  if (error) {
+    // Not a readiness the handler can act on; it is told once (its read or
+    // write then fails) and the wait is not renewed, so it cannot spin.
+    log.warn("waiting on a descriptor failed: {}", error.message());
+  }
+  if (it->second.events & what) {
+    auto handler = it->second.handler;  // survives an unwatch inside the call
+    (*handler)(what);
+  }
+  if (!error) arm(id);
 }
 
 void VerbsContext::adopt(std::shared_ptr<VerbsConnection> connection) {
@@ -204,7 +185,6 @@ void VerbsContext::on_completion_channel() {
     if (it == m_live.end()) continue;
     auto connection = it->second;
     connection->on_cq_event();
-    if (m_quit) break;
   }
 }
 
@@ -213,7 +193,7 @@ void VerbsContext::on_completion_channel() {
 void VerbsContext::add_listener(int fd, RequestHandler handler) {
   auto listener = std::make_unique<Listener>(Listener{fd, 0, std::move(handler)});
   Listener* raw = listener.get();
-  raw->watch = watch(fd, EPOLLIN, [this, raw](uint32_t) { accept_from(*raw); });
+  raw->watch = watch(fd, kReadable, [this, raw](uint32_t) { accept_from(*raw); });
   m_listeners.push_back(std::move(listener));
 }
 
@@ -229,7 +209,7 @@ void VerbsContext::accept_from(Listener& listener) {
     }
     uint64_t id = m_next_handshake++;
     Handshake handshake{fd, 0, 0, listener.handler};
-    handshake.watch = watch(fd, EPOLLIN | EPOLLRDHUP,
+    handshake.watch = watch(fd, kReadable,
                             [this, id](uint32_t events) { on_handshake(id, events); });
     handshake.timer = add_timer(kHandshakeTimeout, [this, id] {
       log.warn("a verbs peer sent no hello in time; closing its socket");
@@ -385,13 +365,9 @@ void VerbsContext::release_regions() {
 // ---- shutdown -----------------------------------------------------------------
 
 void VerbsContext::begin_stop() {
-  {
-    std::lock_guard lock(m_mutex);
-    m_stopping = true;
-    m_tasks.push_back([this] { finish_stop(); });
-  }
-  uint64_t one = 1;
-  [[maybe_unused]] auto ignored = ::write(m_eventfd, &one, sizeof one);
+  std::lock_guard lock(m_mutex);
+  m_stopping = true;
+  asio::post(m_io, [this] { finish_stop(); });
 }
 
 void VerbsContext::finish_stop() {
@@ -405,7 +381,12 @@ void VerbsContext::finish_stop() {
   for (auto& [raw, connection] : m_live) live.push_back(connection);
   for (auto& connection : live) connection->shutdown("transport stopped");
   m_live.clear();
-  m_quit = true;
+  // Nothing may wait any more (the completion channel is the last watch);
+  // run() returns once this task does.
+  m_timers.clear();
+  unwatch_all();
+  m_work.reset();
+  m_io.stop();
 }
 
 // ---- the transport ----------------------------------------------------------

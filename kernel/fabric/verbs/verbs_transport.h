@@ -14,23 +14,35 @@
 // - One-sided read/write are real RDMA READ/WRITE on the peer's registered
 //   memory, after a once-per-key check over the control socket.
 //
-// Threads: one loop thread per transport runs epoll over the control
-// sockets, the completion channel (CQs are armed with ibv_req_notify_cq, so
-// an idle transport sleeps), an eventfd for posted work, and the timers. All
+// - Request ids, timeouts, reply matching and dispatch are each
+//   connection's rpc::Endpoint's, as on tcp; verbs only moves the bytes.
+//
+// Threads: one loop thread per transport runs a Boost.Asio io_context, as
+// tcp does: it waits on the control sockets and the completion channel
+// (posix::stream_descriptor; CQs are armed with ibv_req_notify_cq, so an
+// idle transport sleeps), runs posted work and the steady_timers. All
 // connection state belongs to that thread; public methods post to it, and
 // every callback runs on it. Outgoing connections are set up on the caller's
 // thread and then handed over.
 //
 // Shutdown: VerbsContext::post() refuses work once stopping; stop() queues a
 // last task that closes every listener and connection (failing what is
-// outstanding) and ends the loop, then joins it. Lock order:
+// outstanding), cancels every timer and wait and stops the io_context, then
+// joins the loop thread. Lock order:
 // VerbsContext::m_mutex, then VerbsContext::m_regions_mutex (never held
 // together in practice).
 #pragma once
 
 #include <infiniband/verbs.h>
 
+// Boost 1.74's asio uses std::exchange without including <utility>.
+#include <utility>
+
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <functional>
 #include <map>
@@ -46,6 +58,7 @@
 #include "kernel/fabric/transport.h"
 #include "kernel/fabric/verbs/verbs_control.h"
 #include "kernel/fabric/verbs/verbs_device.h"
+#include "kernel/rpc/endpoint.h"
 
 namespace sk::fabric {
 
@@ -84,17 +97,19 @@ struct RevokeWait {
   }
 };
 
-// What a transport's connections share: the device, the loop and its
-// timers, and the registered regions. Kept alive by every connection so that
-// one outliving its transport fails cleanly.
+// What a transport's connections share: the device, the loop (an
+// io_context) with its timers and waits, and the registered regions. Kept
+// alive by every connection so that one outliving its transport fails
+// cleanly.
 class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
  public:
   explicit VerbsContext(std::shared_ptr<VerbsDevice> device);
   ~VerbsContext();
-  // Creates the epoll set and the eventfd; before run().
+  // Starts waiting on the completion channel; before run().
   Result<void> init();
 
   VerbsDevice& device() { return *m_device; }
+  boost::asio::io_context& io() { return m_io; }
   NodeId node_id() const { return m_node.load(std::memory_order_relaxed); }
   void set_node_id(NodeId node) { m_node.store(node, std::memory_order_relaxed); }
   FabricCounterSet& counters() { return m_counters; }
@@ -116,6 +131,12 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   using TimerId = uint64_t;
   TimerId add_timer(Duration after, std::function<void()> fn);
   void cancel_timer(TimerId id);
+  // Waits on a file descriptor, which stays the caller's (unwatch never
+  // closes it): handler runs with kReadable or kWritable (an error or
+  // hang-up counts as both) each time the fd is ready for what `events`
+  // asks, until unwatched. Handlers must drain what is ready: readiness is
+  // reported once per change (asio's epoll is edge-triggered).
+  enum Interest : uint32_t { kReadable = 1, kWritable = 2 };
   using WatchId = uint64_t;
   WatchId watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
   void modify(WatchId id, uint32_t events);
@@ -143,8 +164,14 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
 
  private:
   struct Watch {
-    int fd;
+    std::unique_ptr<boost::asio::posix::stream_descriptor> descriptor;
     std::shared_ptr<std::function<void(uint32_t)>> handler;
+    uint32_t events = 0;  // Interest bits wanted
+    uint32_t waiting = 0;  // Interest bits with an async_wait outstanding
+  };
+  struct Timer {
+    std::unique_ptr<boost::asio::steady_timer> timer;
+    std::function<void()> fn;
   };
   struct Listener {
     int fd;
@@ -161,8 +188,9 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
     size_t have = 0;  // bytes of hello received
   };
 
-  void run_tasks();
-  int run_timers();  // fires due timers; ms until the next (-1: none)
+  void arm(WatchId id);
+  void on_ready(WatchId id, uint32_t what, boost::system::error_code error);
+  void unwatch_all();
   void on_completion_channel();
   void accept_from(Listener& listener);
   void on_handshake(uint64_t id, uint32_t events);
@@ -173,22 +201,19 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   std::atomic<NodeId> m_node{kNoNode};
   FabricCounterSet m_counters;
   std::atomic<std::thread::id> m_loop_thread{};
-  int m_epoll = -1;
-  int m_eventfd = -1;
+  // Declared before everything that waits on it, so that it goes last.
+  boost::asio::io_context m_io;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> m_work;
 
-  std::mutex m_mutex;  // guards m_stopping, m_ended, m_tasks
+  std::mutex m_mutex;  // guards m_stopping, m_ended
   bool m_stopping = false;
   bool m_ended = false;
-  std::vector<std::function<void()>> m_tasks;
 
   // Loop thread state.
-  bool m_quit = false;
   WatchId m_next_watch = 1;
   std::unordered_map<WatchId, Watch> m_watches;
   TimerId m_next_timer = 1;
-  std::map<std::pair<std::chrono::steady_clock::time_point, TimerId>, std::function<void()>>
-      m_timers;
-  std::unordered_map<TimerId, std::chrono::steady_clock::time_point> m_timer_deadlines;
+  std::unordered_map<TimerId, Timer> m_timers;
   std::unordered_map<VerbsConnection*, std::shared_ptr<VerbsConnection>> m_live;
   std::vector<std::unique_ptr<Listener>> m_listeners;
   uint64_t m_next_handshake = 1;
@@ -198,7 +223,10 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   std::map<uint32_t, ibv_mr*> m_regions;
 };
 
-class VerbsConnection final : public Connection {
+// A verbs connection: its QP, buffers and control socket, fragmentation,
+// credits and one-sided RDMA; request ids, timeouts, reply matching and
+// dispatch are its rpc::Endpoint's.
+class VerbsConnection final : public Connection, private rpc::Carrier {
  public:
   // Creates the CQ, the QP (in INIT) and the buffers, and posts the receive
   // buffers. Takes ownership of control_fd. Any thread.
@@ -231,16 +259,12 @@ class VerbsConnection final : public Connection {
   void send_reply(const wire::Header& request, int status, Bytes payload) override;
   void close() override;
   bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_peer; }
+  std::string peer() const override { return m_endpoint.peer(); }
   void set_close_handler(std::function<void()> handler) override;
 
  private:
   VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd, RequestHandler handler);
 
-  struct Pending {
-    ReplyCallback done;
-    VerbsContext::TimerId timer;
-  };
   struct Outgoing {
     wire::Header header;
     Bytes payload;
@@ -284,18 +308,19 @@ class VerbsConnection final : public Connection {
   std::byte* send_buffer(uint32_t index) const;
   std::byte* staging_buffer(uint32_t index) const;
 
+  // rpc::Carrier (verbs_datapath.cpp).
+  void send_message(const wire::Header& header, Bytes payload) override;
+  bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
+  NodeId local_node() const override { return m_context->node_id(); }
+  std::shared_ptr<Connection> connection() override { return shared_from_this(); }
+
   // Datapath (verbs_datapath.cpp). Loop thread.
-  void start_call(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
-                  ReplyCallback done);
-  void enqueue(wire::Header header, Bytes payload);
   void pump();
   bool post_fragment();
   bool post_credit_update();
   Result<void> post_receive(uint32_t index);
   void on_completion(const ibv_wc& completion);
   void on_fragment(const std::byte* data, size_t length);
-  void on_message(Message message);
-  void on_request(Message message);
   void reject_stream(const Error& error);
   void start_access(Access access, Duration timeout);
   void on_key_answer(RemoteKeyId key, int status);
@@ -305,8 +330,7 @@ class VerbsConnection final : public Connection {
   void fail_everything(const std::string& why);
 
   std::shared_ptr<VerbsContext> m_context;
-  RequestHandler m_handler;
-  std::string m_peer;
+  rpc::Endpoint m_endpoint;
   std::atomic<bool> m_open{true};
 
   // Verbs resources; released on shutdown or destruction.
@@ -333,15 +357,10 @@ class VerbsConnection final : public Connection {
   std::vector<uint32_t> m_free_send;
   std::vector<uint32_t> m_free_staging;
   std::deque<Outgoing> m_out;
-  bool m_close_after_flush = false;  // a malformed stream: reply, then close
 
   bool m_in_message = false;
-  bool m_rejecting = false;
   wire::Header m_in_header{};
   Bytes m_in_payload;
-
-  uint64_t m_next_request_id = 1;
-  std::unordered_map<uint64_t, Pending> m_pending;
 
   uint64_t m_next_access = 1;
   std::unordered_map<uint64_t, Access> m_accesses;
@@ -353,8 +372,6 @@ class VerbsConnection final : public Connection {
   std::unordered_map<uint64_t, RemoteKeyId> m_key_checks;  // token -> key
   std::set<uint32_t> m_granted;  // own keys the peer has checked
   std::unordered_map<uint64_t, std::shared_ptr<RevokeWait>> m_revokes;  // token -> wait
-
-  std::function<void()> m_close_handler;
 };
 
 class VerbsTransport final : public Transport {
