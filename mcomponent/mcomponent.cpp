@@ -76,8 +76,7 @@ Result<void> Mcomponent::page_write(const wire::Tailed<wire::PageRange>& write,
                              write.tail.view());
 }
 
-Result<wire::RawBytes> Mcomponent::page_read(const wire::PageRange& range,
-                                             const Message& request) {
+Result<wire::RawBytes> Mcomponent::page_read(const wire::PageRange& range, const Message& request) {
   wire::Tail pages = wire::Tail::with_room(0, static_cast<size_t>(range.count) * wire::kPageSize);
   TRY(m_store.read_pages(request.vnode(), range.mm, range.address, range.count, pages.span()));
   return wire::RawBytes{std::move(pages)};

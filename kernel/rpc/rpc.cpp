@@ -8,9 +8,12 @@ static const Logger log("rpc");
 
 static std::string_view plane_name(wire::Plane plane) {
   switch (plane) {
-    case wire::Plane::kFabric: return "fabric";
-    case wire::Plane::kControl: return "control";
-    case wire::Plane::kData: return "data";
+    case wire::Plane::kFabric:
+      return "fabric";
+    case wire::Plane::kControl:
+      return "control";
+    case wire::Plane::kData:
+      return "data";
   }
   return "unknown";
 }
@@ -25,8 +28,8 @@ Result<Message> check_reply(Result<Message> reply) {
   return message;
 }
 
-Result<Message> call(Connection& connection, wire::Opcode opcode, VnodeId vnode,
-                     ByteView payload, Duration timeout) {
+Result<Message> call(Connection& connection, wire::Opcode opcode, VnodeId vnode, ByteView payload,
+                     Duration timeout) {
   return check_reply(connection.call(opcode, vnode, payload, timeout));
 }
 
@@ -36,8 +39,8 @@ void Dispatcher::check_plane(wire::Opcode opcode) const {
   // A registration bug, found at start-up.
   throw std::logic_error(m_name + ": " + std::string(wire::opcode_name(raw)) + " is a " +
                          std::string(plane_name(wire::plane_of(raw))) +
-                         "-plane opcode, registered on the " +
-                         std::string(plane_name(*m_plane)) + " plane's dispatcher");
+                         "-plane opcode, registered on the " + std::string(plane_name(*m_plane)) +
+                         " plane's dispatcher");
 }
 
 void Dispatcher::route(wire::Opcode opcode, AsyncHandler handler, Counter counted_by_handler) {

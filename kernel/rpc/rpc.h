@@ -46,8 +46,8 @@ using wire::RequestOf;
 Result<Message> check_reply(Result<Message> reply);
 
 // Sends a request and waits for its reply; an error status becomes an Error.
-Result<Message> call(Connection& connection, wire::Opcode opcode, VnodeId vnode,
-                     ByteView payload, Duration timeout = fabric::kDefaultTimeout);
+Result<Message> call(Connection& connection, wire::Opcode opcode, VnodeId vnode, ByteView payload,
+                     Duration timeout = fabric::kDefaultTimeout);
 
 // call() whose reply must be exactly one R.
 template <wire::WireMessage R>
@@ -256,12 +256,11 @@ class PlaneDispatcher : public Dispatcher {
   void on(F handler) {
     static_assert(wire::MessageTraits<Op>::plane == P,
                   "the opcode belongs to the other plane's dispatcher");
-    route(Op,
-          [this, handler = std::move(handler)](Message request, Responder responder) {
-            auto body = decode_or_refuse<Op>(request, responder);
-            if (!body) return;
-            finish<Op>(request, responder, handler(*body, static_cast<const Message&>(request)));
-          });
+    route(Op, [this, handler = std::move(handler)](Message request, Responder responder) {
+      auto body = decode_or_refuse<Op>(request, responder);
+      if (!body) return;
+      finish<Op>(request, responder, handler(*body, static_cast<const Message&>(request)));
+    });
   }
 
   template <wire::Opcode Op, typename F>
@@ -295,12 +294,11 @@ class PlaneDispatcher : public Dispatcher {
   void on_deferred(F handler) {
     static_assert(wire::MessageTraits<Op>::plane == P,
                   "the opcode belongs to the other plane's dispatcher");
-    route(Op,
-          [this, handler = std::move(handler)](Message request, Responder responder) {
-            auto body = decode_or_refuse<Op>(request, responder);
-            if (!body) return;
-            handler(std::move(*body), std::move(request), ReplyTo<Op>(std::move(responder)));
-          });
+    route(Op, [this, handler = std::move(handler)](Message request, Responder responder) {
+      auto body = decode_or_refuse<Op>(request, responder);
+      if (!body) return;
+      handler(std::move(*body), std::move(request), ReplyTo<Op>(std::move(responder)));
+    });
   }
 };
 

@@ -88,8 +88,8 @@ concept BodyKind = requires(Bytes payload, K body) {
 struct Empty {
   static Result<Empty> decode(Bytes payload) {
     if (!payload.empty()) {
-      return make_error(EBADMSG, "message takes no body, got " + std::to_string(payload.size()) +
-                                     " bytes");
+      return make_error(EBADMSG,
+                        "message takes no body, got " + std::to_string(payload.size()) + " bytes");
     }
     return Empty{};
   }

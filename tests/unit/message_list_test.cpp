@@ -2,6 +2,8 @@
 // on it (kernel/rpc/rpc.h): every opcode's request and reply body
 // round-trips and turns garbage into an Error; a typed handler never sees a
 // malformed or mismatched request; the typed call decodes the reply.
+#include "kernel/wire/message_list.h"
+
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 
@@ -11,7 +13,6 @@
 #include "fake_connection.h"
 #include "kernel/node.h"
 #include "kernel/rpc/rpc.h"
-#include "kernel/wire/message_list.h"
 
 namespace sk {
 namespace {
@@ -75,9 +76,13 @@ wire::VnodeSetup sample(Tag<wire::VnodeSetup>) {
   return setup;
 }
 
-wire::VnodeTeardown sample(Tag<wire::VnodeTeardown>) { return wire::VnodeTeardown{1, 0}; }
+wire::VnodeTeardown sample(Tag<wire::VnodeTeardown>) {
+  return wire::VnodeTeardown{1, 0};
+}
 
-wire::RunSignal sample(Tag<wire::RunSignal>) { return wire::RunSignal{7, 15, 0}; }
+wire::RunSignal sample(Tag<wire::RunSignal>) {
+  return wire::RunSignal{7, 15, 0};
+}
 
 wire::PsRequest sample(Tag<wire::PsRequest>) {
   wire::PsRequest request{};
@@ -94,11 +99,17 @@ wire::ProcessRecord sample(Tag<wire::ProcessRecord>) {
   return record;
 }
 
-wire::StatRecord sample(Tag<wire::StatRecord>) { return wire::make_stat("tracer", "stops", 9); }
+wire::StatRecord sample(Tag<wire::StatRecord>) {
+  return wire::make_stat("tracer", "stops", 9);
+}
 
-wire::PageRange sample(Tag<wire::PageRange>) { return wire::PageRange{5, 0x400000, 2, 0}; }
+wire::PageRange sample(Tag<wire::PageRange>) {
+  return wire::PageRange{5, 0x400000, 2, 0};
+}
 
-wire::PageMove sample(Tag<wire::PageMove>) { return wire::PageMove{5, 0x400000, 0x800000, 3, 0}; }
+wire::PageMove sample(Tag<wire::PageMove>) {
+  return wire::PageMove{5, 0x400000, 0x800000, 3, 0};
+}
 
 wire::MemoryPlaceRequest sample(Tag<wire::MemoryPlaceRequest>) {
   return wire::MemoryPlaceRequest{1, 0, 64 << 20};
@@ -137,9 +148,13 @@ wire::StorageSetattrRequest sample(Tag<wire::StorageSetattrRequest>) {
   return request;
 }
 
-wire::Empty sample(Tag<wire::Empty>) { return {}; }
+wire::Empty sample(Tag<wire::Empty>) {
+  return {};
+}
 
-wire::RawBytes sample(Tag<wire::RawBytes>) { return {wire::Tail(std::string_view("pages"))}; }
+wire::RawBytes sample(Tag<wire::RawBytes>) {
+  return {wire::Tail(std::string_view("pages"))};
+}
 
 template <wire::WireMessage T>
 wire::Tailed<T> sample(Tag<wire::Tailed<T>>) {
@@ -147,7 +162,8 @@ wire::Tailed<T> sample(Tag<wire::Tailed<T>>) {
 }
 
 wire::RunInputBody sample(Tag<wire::RunInputBody>) {
-  return wire::RunInputBody::of(wire::RunInput{7, 0, wire::kInputEof}, wire::Tail(std::string_view("in")));
+  return wire::RunInputBody::of(wire::RunInput{7, 0, wire::kInputEof},
+                                wire::Tail(std::string_view("in")));
 }
 wire::RunOutputBody sample(Tag<wire::RunOutputBody>) {
   wire::RunOutput head{};
@@ -185,7 +201,8 @@ wire::StorageBody<T> sample(Tag<wire::StorageBody<T>>) {
   wire::StorageTail layout = wire::storage_tail(message);
   std::string second = layout.second == 0 ? "" : "/tmp";
   std::string data = layout.data == 0 ? "" : "abc";
-  return wire::StorageBody<T>::make(message, "/etc", second, wire::as_bytes(std::string_view(data)));
+  return wire::StorageBody<T>::make(message, "/etc", second,
+                                    wire::as_bytes(std::string_view(data)));
 }
 
 wire::StorageListing sample(Tag<wire::StorageListing>) {
@@ -239,8 +256,8 @@ void expect_round_trip(std::string_view what) {
 }
 
 TEST(MessageList, EveryEntryRoundTripsAndRefusesGarbage) {
-#define SK_TEST_ENTRY(name, value)                                           \
-  expect_round_trip<wire::RequestOf<Opcode::name>>(#name " request");        \
+#define SK_TEST_ENTRY(name, value)                                    \
+  expect_round_trip<wire::RequestOf<Opcode::name>>(#name " request"); \
   expect_round_trip<wire::ReplyOf<Opcode::name>>(#name " reply");
   SK_WIRE_OPCODES(SK_TEST_ENTRY)
 #undef SK_TEST_ENTRY
@@ -308,8 +325,7 @@ TEST(TypedDispatch, MalformedRequestsNeverReachTheHandler) {
       });
   auto good = wire::encode(sample<wire::PageRange>());
   EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, good)).status, 0);
-  EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, Bytes(3))).status,
-            EBADMSG);
+  EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, Bytes(3))).status, EBADMSG);
   auto unaligned = sample<wire::PageRange>();
   unaligned.address += 1;
   EXPECT_EQ(
@@ -340,8 +356,9 @@ TEST(TypedDispatch, HandlersOnAPoolRunOffTheCallingThreadAndStopWithIt) {
   rpc::ControlDispatcher dispatcher("test");
   auto caller = std::this_thread::get_id();
   dispatcher.on<Opcode::CTL2MON_VNODE_CREATE>(
-      pool, [&](const wire::VnodeCreateRequest& request,
-                const rpc::Message&) -> Result<wire::VnodeRecord> {
+      pool,
+      [&](const wire::VnodeCreateRequest& request,
+          const rpc::Message&) -> Result<wire::VnodeRecord> {
         EXPECT_TRUE(std::this_thread::get_id() != caller);
         wire::VnodeRecord record{};
         record.name = request.name;
@@ -370,8 +387,8 @@ TEST(TypedDispatch, DeferredHandlersReplyLater) {
         held.emplace(std::move(reply));
       });
   auto connection = std::make_shared<testing::FakeConnection>();
-  auto request =
-      make_request(Opcode::CTL2MON_STDIN, 0, wire::body_encode(sample<wire::RunInputBody>()).value());
+  auto request = make_request(Opcode::CTL2MON_STDIN, 0,
+                              wire::body_encode(sample<wire::RunInputBody>()).value());
   fabric::Responder responder(connection, request.header);
   dispatcher.dispatch(std::move(request), std::move(responder));
   EXPECT_TRUE(connection->replies().empty());
@@ -449,10 +466,11 @@ TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
       [](const wire::PageRange& range, const rpc::Message&) -> Result<wire::RawBytes> {
         return wire::RawBytes{wire::Tail(Bytes(range.count * wire::kPageSize, std::byte{7}), 0)};
       });
-  server.on<Opcode::P2M_MM_FREE>([](const wire::MmFreeRequest& free, const rpc::Message&) -> Result<void> {
-    if (free.mm != 5) return make_error(ENOENT, "no mm " + std::to_string(free.mm));
-    return {};
-  });
+  server.on<Opcode::P2M_MM_FREE>(
+      [](const wire::MmFreeRequest& free, const rpc::Message&) -> Result<void> {
+        if (free.mm != 5) return make_error(ENOENT, "no mm " + std::to_string(free.mm));
+        return {};
+      });
   LoopbackConnection connection(server);
   auto pages = rpc::call<Opcode::P2M_PAGE_READ>(connection, 1, sample<wire::PageRange>());
   ASSERT_TRUE(pages) << pages.error().text();
@@ -464,7 +482,8 @@ TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
   EXPECT_EQ(missing.error().message(), "no mm 6");
 
   std::optional<Result<wire::Empty>> got;
-  rpc::call_async<Opcode::P2M_MM_FREE>(connection, 1, wire::MmFreeRequest{5}, std::chrono::seconds(1),
+  rpc::call_async<Opcode::P2M_MM_FREE>(connection, 1, wire::MmFreeRequest{5},
+                                       std::chrono::seconds(1),
                                        [&](Result<wire::Empty> reply) { got = std::move(reply); });
   ASSERT_TRUE(got);
   EXPECT_TRUE(*got);
