@@ -2,7 +2,6 @@
 // Lock order: none here; PageStore has its own.
 #include "mcomponent/mcomponent.h"
 
-#include "kernel/daemon.h"
 #include "kernel/log.h"
 #include "kernel/wire/codec.h"
 #include "kernel/wire/memory_messages.h"
@@ -12,23 +11,23 @@ namespace sk::mcomponent {
 static const Logger log("mcomponent");
 
 using wire::Opcode;
+using Message = rpc::Message;
 
 Mcomponent::Mcomponent(uint64_t capacity) : m_store(capacity) {
-  auto bind = [this](Opcode opcode,
-                     Result<wire::Bytes> (Mcomponent::*method)(const rpc::Message&)) {
-    m_dispatcher.on(opcode, [this, method](const rpc::Message& request, const rpc::Responder&) {
-      return (this->*method)(request);
-    });
+  auto bind = [this](auto method) {
+    return [this, method](const auto& body, const Message& request) {
+      return (this->*method)(body, request);
+    };
   };
-  bind(Opcode::MON2M_VNODE_CREATE, &Mcomponent::vnode_create);
-  bind(Opcode::MON2M_VNODE_DESTROY, &Mcomponent::vnode_destroy);
-  bind(Opcode::P2M_MM_CREATE, &Mcomponent::mm_create);
-  bind(Opcode::P2M_MM_FREE, &Mcomponent::mm_free);
-  bind(Opcode::P2M_MM_FORK, &Mcomponent::mm_fork);
-  bind(Opcode::P2M_PAGE_WRITE, &Mcomponent::page_write);
-  bind(Opcode::P2M_PAGE_READ, &Mcomponent::page_read);
-  bind(Opcode::P2M_PAGE_FREE, &Mcomponent::page_free);
-  bind(Opcode::P2M_PAGE_MOVE, &Mcomponent::page_move);
+  m_control.on<Opcode::MON2M_VNODE_CREATE>(bind(&Mcomponent::vnode_create));
+  m_control.on<Opcode::MON2M_VNODE_DESTROY>(bind(&Mcomponent::vnode_destroy));
+  m_data.on<Opcode::P2M_MM_CREATE>(bind(&Mcomponent::mm_create));
+  m_data.on<Opcode::P2M_MM_FREE>(bind(&Mcomponent::mm_free));
+  m_data.on<Opcode::P2M_MM_FORK>(bind(&Mcomponent::mm_fork));
+  m_data.on<Opcode::P2M_PAGE_WRITE>(bind(&Mcomponent::page_write));
+  m_data.on<Opcode::P2M_PAGE_READ>(bind(&Mcomponent::page_read));
+  m_data.on<Opcode::P2M_PAGE_FREE>(bind(&Mcomponent::page_free));
+  m_data.on<Opcode::P2M_PAGE_MOVE>(bind(&Mcomponent::page_move));
 }
 
 Member::Usage Mcomponent::usage() const {
@@ -36,70 +35,59 @@ Member::Usage Mcomponent::usage() const {
   return Member::Usage{stats.capacity, stats.used, stats.vnodes};
 }
 
-Result<wire::Bytes> Mcomponent::vnode_create(const rpc::Message& request) {
-  auto setup = TRY(decode_vnode_setup(request));
+Result<void> Mcomponent::vnode_create(const wire::VnodeSetup& setup, const Message&) {
   TRY(m_store.create_vnode(setup.vnode, setup.name.view(), setup.memory));
   log.info("serving vNode {} '{}' (memory quota {})", setup.vnode, setup.name.view(),
            setup.memory == 0 ? std::string("none") : format_size(setup.memory));
-  return wire::Bytes{};
+  return {};
 }
 
-Result<wire::Bytes> Mcomponent::vnode_destroy(const rpc::Message& request) {
-  auto teardown = TRY(decode_vnode_teardown(request));
+Result<void> Mcomponent::vnode_destroy(const wire::VnodeTeardown& teardown, const Message&) {
   TRY(m_store.destroy_vnode(teardown.vnode));
   log.info("stopped serving vNode {}", teardown.vnode);
-  return wire::Bytes{};
+  return {};
 }
 
-Result<wire::Bytes> Mcomponent::mm_create(const rpc::Message& request) {
-  if (!request.payload.empty()) {
-    return make_error(EBADMSG, "P2M_MM_CREATE takes no body, got " +
-                                   std::to_string(request.payload.size()) + " bytes");
-  }
+Result<wire::MmCreateReply> Mcomponent::mm_create(const wire::Empty&, const Message& request) {
   wire::MmCreateReply reply{};
   reply.mm = TRY(m_store.create_mm(request.vnode()));
   log.debug("vNode {}: created mm {}", request.vnode(), reply.mm);
-  return wire::encode(reply);
+  return reply;
 }
 
-Result<wire::Bytes> Mcomponent::mm_free(const rpc::Message& request) {
-  auto free = TRY(wire::decode<wire::MmFreeRequest>(request.payload));
+Result<void> Mcomponent::mm_free(const wire::MmFreeRequest& free, const Message& request) {
   TRY(m_store.free_mm(request.vnode(), free.mm));
   log.debug("vNode {}: freed mm {}", request.vnode(), free.mm);
-  return wire::Bytes{};
+  return {};
 }
 
-Result<wire::Bytes> Mcomponent::mm_fork(const rpc::Message& request) {
-  auto fork = TRY(wire::decode<wire::MmForkRequest>(request.payload));
+Result<wire::MmCreateReply> Mcomponent::mm_fork(const wire::MmForkRequest& fork,
+                                                const Message& request) {
   wire::MmCreateReply reply{};
   reply.mm = TRY(m_store.fork_mm(request.vnode(), fork.mm));
   log.debug("vNode {}: forked mm {} into mm {}", request.vnode(), fork.mm, reply.mm);
-  return wire::encode(reply);
+  return reply;
 }
 
-Result<wire::Bytes> Mcomponent::page_write(const rpc::Message& request) {
-  auto [range, data] = TRY(wire::decode_with_tail<wire::PageRange>(request.payload));
-  TRY(m_store.write_pages(request.vnode(), range.mm, range.address, range.count, data));
-  return wire::Bytes{};
+Result<void> Mcomponent::page_write(const wire::Tailed<wire::PageRange>& write,
+                                    const Message& request) {
+  const wire::PageRange& range = write.head;
+  return m_store.write_pages(request.vnode(), range.mm, range.address, range.count,
+                             write.tail.view());
 }
 
-Result<wire::Bytes> Mcomponent::page_read(const rpc::Message& request) {
-  auto range = TRY(wire::decode<wire::PageRange>(request.payload));
-  wire::Bytes pages(static_cast<size_t>(range.count) * wire::kPageSize);
-  TRY(m_store.read_pages(request.vnode(), range.mm, range.address, range.count, pages));
-  return pages;
+Result<wire::RawBytes> Mcomponent::page_read(const wire::PageRange& range, const Message& request) {
+  wire::Tail pages = wire::Tail::with_room(0, static_cast<size_t>(range.count) * wire::kPageSize);
+  TRY(m_store.read_pages(request.vnode(), range.mm, range.address, range.count, pages.span()));
+  return wire::RawBytes{std::move(pages)};
 }
 
-Result<wire::Bytes> Mcomponent::page_free(const rpc::Message& request) {
-  auto range = TRY(wire::decode<wire::PageRange>(request.payload));
-  TRY(m_store.free_pages(request.vnode(), range.mm, range.address, range.count));
-  return wire::Bytes{};
+Result<void> Mcomponent::page_free(const wire::PageRange& range, const Message& request) {
+  return m_store.free_pages(request.vnode(), range.mm, range.address, range.count);
 }
 
-Result<wire::Bytes> Mcomponent::page_move(const rpc::Message& request) {
-  auto move = TRY(wire::decode<wire::PageMove>(request.payload));
-  TRY(m_store.move_pages(request.vnode(), move.mm, move.from, move.to, move.count));
-  return wire::Bytes{};
+Result<void> Mcomponent::page_move(const wire::PageMove& move, const Message& request) {
+  return m_store.move_pages(request.vnode(), move.mm, move.from, move.to, move.count);
 }
 
 }  // namespace sk::mcomponent

@@ -1,7 +1,8 @@
 // The mComponent's request handlers: the wire side of the page store. It
 // serves the monitor (MON2M_VNODE_CREATE/DESTROY) and pComponents (P2M_MM_*,
-// P2M_PAGE_*); every request is decoded and checked here before the store
-// sees it, and every failure goes back as an error status with a message.
+// P2M_PAGE_*) with typed handlers (kernel/wire/message_list.h): the
+// dispatcher decodes and checks every request before the store sees it, and
+// every failure goes back as an error status with a message.
 //
 //   MON2M_VNODE_CREATE  VnodeSetup{vnode, cache, memory, name} -> empty
 //                       memory is the vNode's quota (0: only the capacity
@@ -34,28 +35,35 @@ class Mcomponent {
  public:
   // capacity: the memory, in bytes, this component lends to vNodes.
   explicit Mcomponent(uint64_t capacity);
-  // The dispatcher's handlers point at this object.
+  // The dispatchers' handlers point at this object.
   Mcomponent(const Mcomponent&) = delete;
   Mcomponent& operator=(const Mcomponent&) = delete;
 
+  // Serves both planes (MON2M_ and P2M_) on one listener.
   const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  const rpc::ControlDispatcher& control() const { return m_control; }
+  const rpc::DataDispatcher& data() const { return m_data; }
   // For heartbeats: capacity, bytes stored, vNodes served.
   Member::Usage usage() const;
   PageStore& store() { return m_store; }
 
  private:
-  Result<wire::Bytes> vnode_create(const rpc::Message& request);
-  Result<wire::Bytes> vnode_destroy(const rpc::Message& request);
-  Result<wire::Bytes> mm_create(const rpc::Message& request);
-  Result<wire::Bytes> mm_free(const rpc::Message& request);
-  Result<wire::Bytes> mm_fork(const rpc::Message& request);
-  Result<wire::Bytes> page_write(const rpc::Message& request);
-  Result<wire::Bytes> page_read(const rpc::Message& request);
-  Result<wire::Bytes> page_free(const rpc::Message& request);
-  Result<wire::Bytes> page_move(const rpc::Message& request);
+  using Message = rpc::Message;
+
+  Result<void> vnode_create(const wire::VnodeSetup& setup, const Message& request);
+  Result<void> vnode_destroy(const wire::VnodeTeardown& teardown, const Message& request);
+  Result<wire::MmCreateReply> mm_create(const wire::Empty&, const Message& request);
+  Result<void> mm_free(const wire::MmFreeRequest& free, const Message& request);
+  Result<wire::MmCreateReply> mm_fork(const wire::MmForkRequest& fork, const Message& request);
+  Result<void> page_write(const wire::Tailed<wire::PageRange>& write, const Message& request);
+  Result<wire::RawBytes> page_read(const wire::PageRange& range, const Message& request);
+  Result<void> page_free(const wire::PageRange& range, const Message& request);
+  Result<void> page_move(const wire::PageMove& move, const Message& request);
 
   PageStore m_store;
-  rpc::Dispatcher m_dispatcher{"mcomponent"};
+  rpc::ControlDispatcher m_control{"mcomponent"};
+  rpc::DataDispatcher m_data{"mcomponent"};
+  rpc::Dispatcher m_dispatcher{"mcomponent", {&m_control, &m_data}};
 };
 
 }  // namespace sk::mcomponent

@@ -2,9 +2,6 @@
 // the threads).
 #include "scomponent/scomponent.h"
 
-#include <boost/asio/post.hpp>
-
-#include "kernel/daemon.h"
 #include "kernel/log.h"
 #include "kernel/wire/codec.h"
 #include "scomponent/image.h"
@@ -14,6 +11,7 @@ namespace sk::scomponent {
 static const Logger log("scomponent");
 
 using wire::Opcode;
+using Message = rpc::Message;
 
 Result<std::unique_ptr<Scomponent>> Scomponent::create(Options options) {
   auto store = TRY(FileStore::open(options.data));
@@ -32,11 +30,14 @@ Scomponent::Scomponent(Options options, std::unique_ptr<FileStore> store, uint64
     : m_options(std::move(options)),
       m_store(std::move(store)),
       m_capacity(capacity),
-      m_pool(m_options.workers == 0 ? 1 : m_options.workers) {
+      m_pool("sComponent", m_options.workers) {
   // Measured once before the first heartbeat can ask.
   m_used.store(m_store->measure_usage());
-  serve_async(Opcode::MON2S_VNODE_CREATE, &Scomponent::vnode_create);
-  serve_async(Opcode::MON2S_VNODE_DESTROY, &Scomponent::vnode_destroy);
+  m_control.on<Opcode::MON2S_VNODE_CREATE>(
+      m_pool, [this](const auto& setup, const Message& ctx) { return vnode_create(setup, ctx); });
+  m_control.on<Opcode::MON2S_VNODE_DESTROY>(
+      m_pool,
+      [this](const auto& teardown, const Message& ctx) { return vnode_destroy(teardown, ctx); });
   serve_files();
   m_measurer = std::thread([this] { measure_loop(); });
   log.info("lending {} of disk in {} ({} in use); images in {}", format_size(m_capacity),
@@ -55,7 +56,7 @@ void Scomponent::stop() {
   }
   m_wake.notify_all();
   // Runs what is queued (their replies still go out), then ends the threads.
-  m_pool.join();
+  m_pool.stop();
   if (m_measurer.joinable()) m_measurer.join();
 }
 
@@ -64,39 +65,7 @@ Member::Usage Scomponent::usage() const {
 }
 
 std::map<std::string, uint64_t> Scomponent::served() const {
-  std::map<std::string, uint64_t> counts;
-  for (const auto& [opcode, count] : m_served) {
-    if (uint64_t n = count->load(std::memory_order_relaxed)) {
-      counts[std::string(wire::opcode_name(opcode))] = n;
-    }
-  }
-  return counts;
-}
-
-void Scomponent::serve_async(Opcode opcode, Handler handler) {
-  auto& counter = m_served[static_cast<uint16_t>(opcode)];
-  counter = std::make_unique<std::atomic<uint64_t>>(0);
-  std::atomic<uint64_t>* served = counter.get();
-  m_dispatcher.on_async(
-      opcode, [this, handler, served](rpc::Message request, rpc::Responder responder) {
-        std::unique_lock lock(m_mutex);
-        if (m_stopping) {
-          lock.unlock();
-          responder.fail(make_error(ESHUTDOWN, "the sComponent is shutting down"));
-          return;
-        }
-        boost::asio::post(m_pool, [this, handler, served, request = std::move(request),
-                                   responder = std::move(responder)]() mutable {
-          auto result = (this->*handler)(request);
-          served->fetch_add(1, std::memory_order_relaxed);
-          if (result) {
-            responder.reply(std::move(result).value());
-          } else {
-            log.debug("{} failed: {}", wire::opcode_name(request.opcode()), result.error().text());
-            responder.fail(result.error());
-          }
-        });
-      });
+  return m_dispatcher.served();
 }
 
 void Scomponent::measure_loop() {
@@ -108,8 +77,7 @@ void Scomponent::measure_loop() {
   }
 }
 
-Result<wire::Bytes> Scomponent::vnode_create(const rpc::Message& request) {
-  auto setup = TRY(decode_vnode_setup(request));
+Result<void> Scomponent::vnode_create(const wire::VnodeSetup& setup, const Message&) {
   // Runs only when the tree is new: an existing tree keeps its files, and a
   // re-sent create of a vNode whose image has since gone still works.
   FileStore::Populate populate;
@@ -125,15 +93,14 @@ Result<wire::Bytes> Scomponent::vnode_create(const rpc::Message& request) {
   // The usage walk (every usage_interval) counts a new tree's bytes soon;
   // the reply does not wait for it.
   TRY(m_store->create_vnode(setup.vnode, setup.name.view(), populate));
-  return wire::Bytes{};
+  return {};
 }
 
-Result<wire::Bytes> Scomponent::vnode_destroy(const rpc::Message& request) {
-  auto teardown = TRY(decode_vnode_teardown(request));
+Result<void> Scomponent::vnode_destroy(const wire::VnodeTeardown& teardown, const Message&) {
   TRY(m_store->destroy_vnode(teardown.vnode));
   // The tree is gone: do not report it in use until the next walk.
   m_used.store(m_store->measure_usage());
-  return wire::Bytes{};
+  return {};
 }
 
 }  // namespace sk::scomponent

@@ -27,13 +27,12 @@
 // sComponent should check that the sender is a pComponent the monitor
 // placed the vNode on, once the monitor tells it.
 //
-// Threads: the dispatcher's handlers run on the transport's thread and only
-// queue work; the pool's threads do it. Lock order: m_mutex, then the
-// FileStore's (never held together in practice).
+// Threads: every handler runs on the worker pool (the dispatcher queues it
+// there from the transport's thread). Lock order: m_mutex, then the
+// FileStore's (never held together in practice); the pool has its own.
 #pragma once
 
 #include <atomic>
-#include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -47,6 +46,8 @@
 #include "kernel/config.h"
 #include "kernel/member.h"
 #include "kernel/rpc/rpc.h"
+#include "kernel/rpc/worker_pool.h"
+#include "kernel/wire/message_list.h"
 #include "scomponent/file_store.h"
 
 namespace sk::scomponent {
@@ -72,7 +73,10 @@ class Scomponent {
   Scomponent(const Scomponent&) = delete;
   Scomponent& operator=(const Scomponent&) = delete;
 
+  // Serves both planes (MON2S_ and P2S_) on one listener.
   const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  const rpc::ControlDispatcher& control() const { return m_control; }
+  const rpc::DataDispatcher& data() const { return m_data; }
   // For heartbeats: capacity, cached bytes used, vNodes served. Cheap.
   Member::Usage usage() const;
   FileStore& store() { return *m_store; }
@@ -85,48 +89,63 @@ class Scomponent {
   void stop();
 
  private:
-  using Handler = Result<wire::Bytes> (Scomponent::*)(const rpc::Message&);
+  using Message = rpc::Message;
+  template <typename T>
+  using Storage = wire::StorageBody<T>;
 
   Scomponent(Options options, std::unique_ptr<FileStore> store, uint64_t capacity);
-  void serve_async(wire::Opcode opcode, Handler handler);
   void measure_loop();
 
-  Result<wire::Bytes> vnode_create(const rpc::Message& request);
-  Result<wire::Bytes> vnode_destroy(const rpc::Message& request);
+  Result<void> vnode_create(const wire::VnodeSetup& setup, const Message& ctx);
+  Result<void> vnode_destroy(const wire::VnodeTeardown& teardown, const Message& ctx);
 
   // P2S_ (scomponent_datapath.cpp).
   void serve_files();
-  Result<wire::Bytes> file_getattr(const rpc::Message& request);
-  Result<wire::Bytes> file_open(const rpc::Message& request);
-  Result<wire::Bytes> file_read(const rpc::Message& request);
-  Result<wire::Bytes> file_write(const rpc::Message& request);
-  Result<wire::Bytes> file_create(const rpc::Message& request);
-  Result<wire::Bytes> file_mkdir(const rpc::Message& request);
-  Result<wire::Bytes> file_mknod(const rpc::Message& request);
-  Result<wire::Bytes> file_symlink(const rpc::Message& request);
-  Result<wire::Bytes> file_link(const rpc::Message& request);
-  Result<wire::Bytes> file_unlink(const rpc::Message& request);
-  Result<wire::Bytes> file_rmdir(const rpc::Message& request);
-  Result<wire::Bytes> file_rename(const rpc::Message& request);
-  Result<wire::Bytes> file_readdir(const rpc::Message& request);
-  Result<wire::Bytes> file_readlink(const rpc::Message& request);
-  Result<wire::Bytes> file_setattr(const rpc::Message& request);
-  Result<wire::Bytes> file_fsync(const rpc::Message& request);
-  Result<wire::Bytes> file_statfs(const rpc::Message& request);
+  Result<wire::StorageStat> file_getattr(const Storage<wire::StoragePathRequest>& decoded,
+                                         const Message& request);
+  Result<wire::StorageStat> file_open(const Storage<wire::StoragePathRequest>& decoded,
+                                      const Message& request);
+  Result<wire::StorageData> file_read(const Storage<wire::StorageReadRequest>& decoded,
+                                      const Message& request);
+  Result<wire::StorageWriteReply> file_write(const Storage<wire::StorageWriteRequest>& decoded,
+                                             const Message& request);
+  Result<wire::StorageStat> file_create(const Storage<wire::StorageMakeRequest>& decoded,
+                                        const Message& request);
+  Result<wire::StorageStat> file_mkdir(const Storage<wire::StorageMakeRequest>& decoded,
+                                       const Message& request);
+  Result<wire::StorageStat> file_mknod(const Storage<wire::StorageMakeRequest>& decoded,
+                                       const Message& request);
+  Result<wire::StorageStat> file_symlink(const Storage<wire::StorageMakeRequest>& decoded,
+                                         const Message& request);
+  Result<wire::StorageStat> file_link(const Storage<wire::StorageTwoPathRequest>& decoded,
+                                      const Message& request);
+  Result<void> file_unlink(const Storage<wire::StoragePathRequest>& decoded,
+                           const Message& request);
+  Result<void> file_rmdir(const Storage<wire::StoragePathRequest>& decoded, const Message& request);
+  Result<void> file_rename(const Storage<wire::StorageTwoPathRequest>& decoded,
+                           const Message& request);
+  Result<wire::StorageListing> file_readdir(const Storage<wire::StorageReaddirRequest>& decoded,
+                                            const Message& request);
+  Result<wire::StorageData> file_readlink(const Storage<wire::StoragePathRequest>& decoded,
+                                          const Message& request);
+  Result<wire::StorageStat> file_setattr(const Storage<wire::StorageSetattrRequest>& decoded,
+                                         const Message& request);
+  Result<void> file_fsync(const Storage<wire::StoragePathRequest>& decoded, const Message& request);
+  Result<wire::StorageStatfs> file_statfs(const Storage<wire::StoragePathRequest>& decoded,
+                                          const Message& request);
 
   Options m_options;
   std::unique_ptr<FileStore> m_store;
   const uint64_t m_capacity;
   std::atomic<uint64_t> m_used{0};
-  rpc::Dispatcher m_dispatcher{"scomponent"};
-  // Requests served, by opcode; the map is filled by the constructor and
-  // never changes after, so reading it needs no lock.
-  std::map<uint16_t, std::unique_ptr<std::atomic<uint64_t>>> m_served;
+  rpc::ControlDispatcher m_control{"scomponent"};
+  rpc::DataDispatcher m_data{"scomponent"};
+  rpc::Dispatcher m_dispatcher{"scomponent", {&m_control, &m_data}};
 
-  std::mutex m_mutex;  // guards m_stopping; posting to m_pool happens under it
+  std::mutex m_mutex;  // guards m_stopping (of the usage thread)
   std::condition_variable m_wake;
   bool m_stopping = false;
-  boost::asio::thread_pool m_pool;
+  rpc::WorkerPool m_pool;
   std::thread m_measurer;
 };
 

@@ -1,5 +1,6 @@
-// The sComponent's P2S_ handlers: decode, run the file operation on the
-// vNode's tree (file_ops.h), encode the reply. One handler per opcode, in
+// The sComponent's P2S_ handlers: run the file operation on the vNode's tree
+// (file_ops.h) for a request the dispatcher decoded and checked, and build
+// the reply body (kernel/wire/message_list.h). One handler per opcode, in
 // the order of kernel/wire/storage_messages.h. They run on the worker pool.
 #include <fcntl.h>
 
@@ -10,25 +11,31 @@
 namespace sk::scomponent {
 
 using wire::Opcode;
+using Message = rpc::Message;
 
 void Scomponent::serve_files() {
-  serve_async(Opcode::P2S_GETATTR, &Scomponent::file_getattr);
-  serve_async(Opcode::P2S_OPEN, &Scomponent::file_open);
-  serve_async(Opcode::P2S_READ, &Scomponent::file_read);
-  serve_async(Opcode::P2S_WRITE, &Scomponent::file_write);
-  serve_async(Opcode::P2S_CREATE, &Scomponent::file_create);
-  serve_async(Opcode::P2S_MKDIR, &Scomponent::file_mkdir);
-  serve_async(Opcode::P2S_MKNOD, &Scomponent::file_mknod);
-  serve_async(Opcode::P2S_SYMLINK, &Scomponent::file_symlink);
-  serve_async(Opcode::P2S_LINK, &Scomponent::file_link);
-  serve_async(Opcode::P2S_UNLINK, &Scomponent::file_unlink);
-  serve_async(Opcode::P2S_RMDIR, &Scomponent::file_rmdir);
-  serve_async(Opcode::P2S_RENAME, &Scomponent::file_rename);
-  serve_async(Opcode::P2S_READDIR, &Scomponent::file_readdir);
-  serve_async(Opcode::P2S_READLINK, &Scomponent::file_readlink);
-  serve_async(Opcode::P2S_SETATTR, &Scomponent::file_setattr);
-  serve_async(Opcode::P2S_FSYNC, &Scomponent::file_fsync);
-  serve_async(Opcode::P2S_STATFS, &Scomponent::file_statfs);
+  auto serve = [this](auto method) {
+    return [this, method](const auto& request, const Message& ctx) {
+      return (this->*method)(request, ctx);
+    };
+  };
+  m_data.on<Opcode::P2S_GETATTR>(m_pool, serve(&Scomponent::file_getattr));
+  m_data.on<Opcode::P2S_OPEN>(m_pool, serve(&Scomponent::file_open));
+  m_data.on<Opcode::P2S_READ>(m_pool, serve(&Scomponent::file_read));
+  m_data.on<Opcode::P2S_WRITE>(m_pool, serve(&Scomponent::file_write));
+  m_data.on<Opcode::P2S_CREATE>(m_pool, serve(&Scomponent::file_create));
+  m_data.on<Opcode::P2S_MKDIR>(m_pool, serve(&Scomponent::file_mkdir));
+  m_data.on<Opcode::P2S_MKNOD>(m_pool, serve(&Scomponent::file_mknod));
+  m_data.on<Opcode::P2S_SYMLINK>(m_pool, serve(&Scomponent::file_symlink));
+  m_data.on<Opcode::P2S_LINK>(m_pool, serve(&Scomponent::file_link));
+  m_data.on<Opcode::P2S_UNLINK>(m_pool, serve(&Scomponent::file_unlink));
+  m_data.on<Opcode::P2S_RMDIR>(m_pool, serve(&Scomponent::file_rmdir));
+  m_data.on<Opcode::P2S_RENAME>(m_pool, serve(&Scomponent::file_rename));
+  m_data.on<Opcode::P2S_READDIR>(m_pool, serve(&Scomponent::file_readdir));
+  m_data.on<Opcode::P2S_READLINK>(m_pool, serve(&Scomponent::file_readlink));
+  m_data.on<Opcode::P2S_SETATTR>(m_pool, serve(&Scomponent::file_setattr));
+  m_data.on<Opcode::P2S_FSYNC>(m_pool, serve(&Scomponent::file_fsync));
+  m_data.on<Opcode::P2S_STATFS>(m_pool, serve(&Scomponent::file_statfs));
 }
 
 namespace {
@@ -44,15 +51,6 @@ Result<Tree> tree_of(FileStore& store, const rpc::Message& request) {
   return Tree{TRY(store.root(request.vnode()))};
 }
 
-template <typename T>
-Result<wire::StorageRequest<T>> decode(const rpc::Message& request) {
-  return wire::decode_storage_request<T>(request.payload);
-}
-
-wire::Bytes stat_reply(const wire::StorageStat& st) {
-  return wire::encode(st);
-}
-
 Result<void> require_flags(uint32_t flags, uint32_t allowed, std::string_view what) {
   if ((flags & ~allowed) != 0) return make_error(EINVAL, "unknown " + std::string(what) + " flags");
   return {};
@@ -60,149 +58,144 @@ Result<void> require_flags(uint32_t flags, uint32_t allowed, std::string_view wh
 
 }  // namespace
 
-Result<wire::Bytes> Scomponent::file_getattr(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<wire::StorageStat> Scomponent::file_getattr(const Storage<wire::StoragePathRequest>& decoded,
+                                                   const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "getattr"));
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().getattr(decoded.path)));
+  return TRY(tree.ops().getattr(decoded.path()));
 }
 
-Result<wire::Bytes> Scomponent::file_open(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<wire::StorageStat> Scomponent::file_open(const Storage<wire::StoragePathRequest>& decoded,
+                                                const Message& request) {
   TRY(require_flags(decoded.message.flags, wire::storage_open_flags_mask(), "open"));
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().open(decoded.path, decoded.message.flags)));
+  return TRY(tree.ops().open(decoded.path(), decoded.message.flags));
 }
 
-Result<wire::Bytes> Scomponent::file_read(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageReadRequest>(request));
+Result<wire::StorageData> Scomponent::file_read(const Storage<wire::StorageReadRequest>& decoded,
+                                                const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
-  // Read straight into the reply, behind its fixed part.
-  wire::Bytes reply(sizeof(wire::StorageDataReply) + decoded.message.length);
-  auto into = std::span<std::byte>(reply).subspan(sizeof(wire::StorageDataReply));
-  size_t got = TRY(tree.ops().read(decoded.path, decoded.message.offset, into));
-  wire::StorageDataReply header{static_cast<uint32_t>(got), 0};
-  std::memcpy(reply.data(), &header, sizeof header);
-  reply.resize(sizeof header + got);
-  return reply;
+  // Read straight into the reply, behind room for its fixed part.
+  auto data = wire::Tail::with_room(sizeof(wire::StorageDataReply), decoded.message.length);
+  size_t got = TRY(tree.ops().read(decoded.path(), decoded.message.offset, data.span()));
+  data.shrink(got);
+  return wire::StorageData::of(wire::StorageDataReply{}, std::move(data));
 }
 
-Result<wire::Bytes> Scomponent::file_write(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageWriteRequest>(request));
+Result<wire::StorageWriteReply> Scomponent::file_write(
+    const Storage<wire::StorageWriteRequest>& decoded, const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
-  auto written = TRY(
-      tree.ops().write(decoded.path, decoded.message.offset, decoded.data, decoded.message.flags));
-  return wire::encode(wire::StorageWriteReply{written.size, written.written, 0});
+  auto written = TRY(tree.ops().write(decoded.path(), decoded.message.offset, decoded.data(),
+                                      decoded.message.flags));
+  return wire::StorageWriteReply{written.size, written.written, 0};
 }
 
-Result<wire::Bytes> Scomponent::file_create(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageMakeRequest>(request));
+Result<wire::StorageStat> Scomponent::file_create(const Storage<wire::StorageMakeRequest>& decoded,
+                                                  const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.rdev != 0) return make_error(EINVAL, "bad create request");
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(
-      TRY(tree.ops().create(decoded.path, make.mode & 07777, make.flags, {make.uid, make.gid})));
+  return TRY(
+      tree.ops().create(decoded.path(), make.mode & 07777, make.flags, {make.uid, make.gid}));
 }
 
-Result<wire::Bytes> Scomponent::file_mkdir(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageMakeRequest>(request));
+Result<wire::StorageStat> Scomponent::file_mkdir(const Storage<wire::StorageMakeRequest>& decoded,
+                                                 const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.rdev != 0 || make.flags != 0) {
     return make_error(EINVAL, "bad mkdir request");
   }
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().mkdir(decoded.path, make.mode & 07777, {make.uid, make.gid})));
+  return TRY(tree.ops().mkdir(decoded.path(), make.mode & 07777, {make.uid, make.gid}));
 }
 
-Result<wire::Bytes> Scomponent::file_mknod(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageMakeRequest>(request));
+Result<wire::StorageStat> Scomponent::file_mknod(const Storage<wire::StorageMakeRequest>& decoded,
+                                                 const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.flags != 0) return make_error(EINVAL, "bad mknod request");
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().mknod(decoded.path, make.mode, static_cast<dev_t>(make.rdev),
-                                         {make.uid, make.gid})));
+  return TRY(tree.ops().mknod(decoded.path(), make.mode, static_cast<dev_t>(make.rdev),
+                              {make.uid, make.gid}));
 }
 
-Result<wire::Bytes> Scomponent::file_symlink(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageMakeRequest>(request));
+Result<wire::StorageStat> Scomponent::file_symlink(const Storage<wire::StorageMakeRequest>& decoded,
+                                                   const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length == 0 || make.flags != 0 || make.rdev != 0) {
     return make_error(EINVAL, "bad symlink request");
   }
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().symlink(decoded.path, decoded.second, {make.uid, make.gid})));
+  return TRY(tree.ops().symlink(decoded.path(), decoded.second(), {make.uid, make.gid}));
 }
 
-Result<wire::Bytes> Scomponent::file_link(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageTwoPathRequest>(request));
+Result<wire::StorageStat> Scomponent::file_link(const Storage<wire::StorageTwoPathRequest>& decoded,
+                                                const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "link"));
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().link(decoded.path, decoded.second)));
+  return TRY(tree.ops().link(decoded.path(), decoded.second()));
 }
 
-Result<wire::Bytes> Scomponent::file_unlink(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<void> Scomponent::file_unlink(const Storage<wire::StoragePathRequest>& decoded,
+                                     const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "unlink"));
   auto tree = TRY(tree_of(*m_store, request));
-  TRY(tree.ops().unlink(decoded.path));
-  return wire::Bytes{};
+  TRY(tree.ops().unlink(decoded.path()));
+  return {};
 }
 
-Result<wire::Bytes> Scomponent::file_rmdir(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<void> Scomponent::file_rmdir(const Storage<wire::StoragePathRequest>& decoded,
+                                    const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "rmdir"));
   auto tree = TRY(tree_of(*m_store, request));
-  TRY(tree.ops().rmdir(decoded.path));
-  return wire::Bytes{};
+  TRY(tree.ops().rmdir(decoded.path()));
+  return {};
 }
 
-Result<wire::Bytes> Scomponent::file_rename(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageTwoPathRequest>(request));
+Result<void> Scomponent::file_rename(const Storage<wire::StorageTwoPathRequest>& decoded,
+                                     const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
-  TRY(tree.ops().rename(decoded.path, decoded.second, decoded.message.flags));
-  return wire::Bytes{};
+  TRY(tree.ops().rename(decoded.path(), decoded.second(), decoded.message.flags));
+  return {};
 }
 
-Result<wire::Bytes> Scomponent::file_readdir(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageReaddirRequest>(request));
+Result<wire::StorageListing> Scomponent::file_readdir(
+    const Storage<wire::StorageReaddirRequest>& decoded, const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   wire::Bytes reply(sizeof(wire::StorageReaddirReply));
   uint32_t count = 0;
-  bool end = TRY(tree.ops().readdir(decoded.path, decoded.message.cookie, decoded.message.max_bytes,
-                                    reply, count));
+  bool end = TRY(tree.ops().readdir(decoded.path(), decoded.message.cookie,
+                                    decoded.message.max_bytes, reply, count));
   wire::StorageReaddirReply header{count, end ? wire::kReaddirEnd : 0u};
-  std::memcpy(reply.data(), &header, sizeof header);
-  return reply;
+  return wire::StorageListing{header, wire::Tail(std::move(reply), sizeof header)};
 }
 
-Result<wire::Bytes> Scomponent::file_readlink(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<wire::StorageData> Scomponent::file_readlink(
+    const Storage<wire::StoragePathRequest>& decoded, const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "readlink"));
   auto tree = TRY(tree_of(*m_store, request));
-  std::string target = TRY(tree.ops().readlink(decoded.path));
-  wire::StorageDataReply header{static_cast<uint32_t>(target.size()), 0};
-  return wire::encode(header, wire::as_bytes(std::string_view(target)));
+  std::string target = TRY(tree.ops().readlink(decoded.path()));
+  return wire::StorageData::of(wire::StorageDataReply{}, wire::Tail(std::string_view(target)));
 }
 
-Result<wire::Bytes> Scomponent::file_setattr(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StorageSetattrRequest>(request));
+Result<wire::StorageStat> Scomponent::file_setattr(
+    const Storage<wire::StorageSetattrRequest>& decoded, const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
-  return stat_reply(TRY(tree.ops().setattr(decoded.path, decoded.message)));
+  return TRY(tree.ops().setattr(decoded.path(), decoded.message));
 }
 
-Result<wire::Bytes> Scomponent::file_fsync(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<void> Scomponent::file_fsync(const Storage<wire::StoragePathRequest>& decoded,
+                                    const Message& request) {
   TRY(require_flags(decoded.message.flags, wire::kFsyncData, "fsync"));
   auto tree = TRY(tree_of(*m_store, request));
-  TRY(tree.ops().fsync(decoded.path, decoded.message.flags & wire::kFsyncData));
-  return wire::Bytes{};
+  TRY(tree.ops().fsync(decoded.path(), decoded.message.flags & wire::kFsyncData));
+  return {};
 }
 
-Result<wire::Bytes> Scomponent::file_statfs(const rpc::Message& request) {
-  auto decoded = TRY(decode<wire::StoragePathRequest>(request));
+Result<wire::StorageStatfs> Scomponent::file_statfs(
+    const Storage<wire::StoragePathRequest>& decoded, const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "statfs"));
   auto tree = TRY(tree_of(*m_store, request));
-  return wire::encode(TRY(tree.ops().statfs()));
+  return tree.ops().statfs();
 }
 
 }  // namespace sk::scomponent

@@ -106,16 +106,22 @@ static_assert(sizeof(RunRequest) == 56);
 
 // A RunRequest with its strings, decoded and checked: argv[0] is not empty,
 // the directory is absolute, every environment entry has a name and '='.
+struct RunCommand;
+Result<RunCommand> decode_run(ByteView payload);
+// Encodes request (its counts and length are filled in) with the strings.
+Result<Bytes> encode_run(RunRequest request, std::string_view cwd,
+                         const std::vector<std::string>& argv, const std::vector<std::string>& env);
+
 struct RunCommand {
   RunRequest request{};
   std::string cwd;
   std::vector<std::string> argv;
   std::vector<std::string> env;
+
+  // The body of CTL2MON_RUN and MON2P_RUN (kernel/wire/body.h).
+  static Result<RunCommand> decode(Bytes payload) { return decode_run(payload); }
+  Result<Bytes> encode() && { return encode_run(request, cwd, argv, env); }
 };
-Result<RunCommand> decode_run(ByteView payload);
-// Encodes request (its counts and length are filled in) with the strings.
-Result<Bytes> encode_run(RunRequest request, std::string_view cwd,
-                         const std::vector<std::string>& argv, const std::vector<std::string>& env);
 
 // Reply of MON2P_RUN (pcomponent 0) and CTL2MON_RUN.
 struct RunStarted {
