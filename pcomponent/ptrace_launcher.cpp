@@ -39,6 +39,7 @@
 
 #include "abi/syscall_table.h"
 #include "kernel/log.h"
+#include "kernel/unique_fd.h"
 #include "pcomponent/init_protocol.h"
 #include "pcomponent/inject.h"
 #include "pcomponent/memory/drop.h"
@@ -86,27 +87,6 @@ uint64_t start_brk(pid_t pid) {
   return 0;
 }
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : m_fd(fd) {}
-  Fd(Fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    reset(std::exchange(other.m_fd, -1));
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return m_fd; }
-  int release() { return std::exchange(m_fd, -1); }
-  void reset(int fd = -1) {
-    if (m_fd >= 0) ::close(m_fd);
-    m_fd = fd;
-  }
-
- private:
-  int m_fd = -1;
-};
-
 Result<void> write_file(const std::string& path, const std::string& text) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return Error::from_errno("open " + path);
@@ -121,7 +101,7 @@ Result<void> write_file(const std::string& path, const std::string& text) {
 // and, for kFailed, the error text.
 struct Received {
   proto::InitReply reply{};
-  Fd fd;
+  UniqueFd fd;
   std::string text;
 };
 
@@ -188,7 +168,7 @@ class PtraceLauncher final : public Launcher {
 
   Result<void> start() {
     m_wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (m_wake.get() < 0) return Error::from_errno("eventfd");
+    if (!m_wake) return Error::from_errno("eventfd");
     m_thread = std::thread([this] { tracer_loop(); });
     return {};
   }
@@ -254,7 +234,7 @@ class PtraceLauncher final : public Launcher {
  private:
   struct VnodeInit {
     pid_t pid = -1;
-    Fd control;
+    UniqueFd control;
   };
   struct Launched {
     ExitFn on_exit;
@@ -359,12 +339,12 @@ class PtraceLauncher final : public Launcher {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
       return Error::from_errno("socketpair");
     }
-    Fd host(pair[0]);
-    Fd child_end(pair[1]);
+    UniqueFd host(pair[0]);
+    UniqueFd child_end(pair[1]);
     int sync[2];
     if (::pipe2(sync, O_CLOEXEC) != 0) return Error::from_errno("pipe");
-    Fd sync_read(sync[0]);
-    Fd sync_write(sync[1]);
+    UniqueFd sync_read(sync[0]);
+    UniqueFd sync_write(sync[1]);
     // Give the init a large enough receive buffer for a spawn packet.
     int buffer = static_cast<int>(2 * proto::kMaxStrings);
     ::setsockopt(host.get(), SOL_SOCKET, SO_SNDBUFFORCE, &buffer, sizeof buffer);
@@ -455,8 +435,8 @@ class PtraceLauncher final : public Launcher {
     }
     int go[2];
     if (::pipe2(go, O_CLOEXEC) != 0) return Error::from_errno("pipe");
-    Fd go_read(go[0]);
-    Fd go_write(go[1]);
+    UniqueFd go_read(go[0]);
+    UniqueFd go_write(go[1]);
 
     proto::SpawnRequest request{proto::kMagic, static_cast<uint32_t>(spec.argv.size()),
                                 static_cast<uint32_t>(spec.env.size()),
@@ -509,7 +489,7 @@ class PtraceLauncher final : public Launcher {
     sigemptyset(&child);
     sigaddset(&child, SIGCHLD);
     ::pthread_sigmask(SIG_BLOCK, &child, nullptr);
-    Fd sigchld(::signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK));
+    UniqueFd sigchld(::signalfd(-1, &child, SFD_CLOEXEC | SFD_NONBLOCK));
 
     while (!m_stopping) {
       std::array<pollfd, 2> fds{pollfd{m_wake.get(), POLLIN, 0}, pollfd{sigchld.get(), POLLIN, 0}};
@@ -793,7 +773,7 @@ class PtraceLauncher final : public Launcher {
 
   std::filesystem::path m_self_exe;
   std::atomic<bool> m_stopping{false};
-  Fd m_wake;
+  UniqueFd m_wake;
   std::thread m_thread;
 
   std::mutex m_commands_mutex;

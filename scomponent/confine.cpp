@@ -23,18 +23,6 @@ static constexpr int kMaxSymlinks = 40;
 // stall a worker.
 static constexpr int kMaxRetries = 8;
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (m_fd >= 0) ::close(m_fd);
-    m_fd = std::exchange(other.m_fd, -1);
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (m_fd >= 0) ::close(m_fd);
-}
-
 static Result<void> check_path(std::string_view path) {
   if (path.empty()) return make_error(EINVAL, "empty path");
   if (path.find('\0') != std::string_view::npos) return make_error(EINVAL, "path holds a NUL");
@@ -129,7 +117,7 @@ static Result<UniqueFd> open_with_walk(int root, const std::string& path, int fl
         struct stat st;
         if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
           UniqueFd link(::openat(dir, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-          if (!link.valid()) return Error::from_errno("open " + path);
+          if (!link) return Error::from_errno("open " + path);
           TRY(follow(link.get(), name));
           continue;
         }
@@ -142,7 +130,7 @@ static Result<UniqueFd> open_with_walk(int root, const std::string& path, int fl
     }
 
     UniqueFd next(::openat(dir, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-    if (!next.valid()) return Error::from_errno("open " + path);
+    if (!next) return Error::from_errno("open " + path);
     struct stat st;
     if (::fstat(next.get(), &st) != 0) return Error::from_errno("stat " + path);
     if (S_ISLNK(st.st_mode)) {

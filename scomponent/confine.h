@@ -16,30 +16,11 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
 
 #include "kernel/result.h"
+#include "kernel/unique_fd.h"
 
 namespace sk::scomponent {
-
-// An owned file descriptor, closed on destruction.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : m_fd(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return m_fd; }
-  bool valid() const { return m_fd >= 0; }
-  int release() { return std::exchange(m_fd, -1); }
-
- private:
-  int m_fd = -1;
-};
 
 // How to resolve: kAuto uses openat2 and falls back to the walk only when
 // the kernel lacks it; the others force one (for tests).

@@ -173,7 +173,7 @@ Result<wire::StorageStat> FileOps::create(std::string_view path, mode_t mode, ui
   UniqueFd fd(::openat(target.dir.get(), target.name.c_str(),
                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
                        static_cast<mode_t>(mode & 0600)));
-  if (!fd.valid()) {
+  if (!fd) {
     if (errno == EEXIST && !(flags & O_EXCL)) {
       // Someone made it since the pComponent looked: open it as it is.
       return open(path, flags & ~static_cast<uint32_t>(O_CREAT | O_EXCL));
@@ -195,7 +195,7 @@ Result<wire::StorageStat> FileOps::mkdir(std::string_view path, mode_t mode, Own
   // symlink, this fails instead of changing what the link points at.
   UniqueFd fd(::openat(target.dir.get(), target.name.c_str(),
                        O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open the new directory " + std::string(path));
+  if (!fd) return Error::from_errno("open the new directory " + std::string(path));
   bool setgid = TRY(is_setgid_dir(target.dir.get(), path));
   TRY(own_new_name(fd.get(), mode, owner, setgid, true, path));
   return stat_fd(fd.get(), path);
@@ -217,7 +217,7 @@ Result<wire::StorageStat> FileOps::mknod(std::string_view path, mode_t mode, dev
     return Error::from_errno("mknod " + std::string(path));
   }
   UniqueFd fd(::openat(target.dir.get(), target.name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open the new node " + std::string(path));
+  if (!fd) return Error::from_errno("open the new node " + std::string(path));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0 || (st.st_mode & S_IFMT) != type) {
     return make_error(EAGAIN, "mknod " + std::string(path) + ": the node changed under us");

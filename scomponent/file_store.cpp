@@ -31,7 +31,7 @@ static Error from_error_code(const std::error_code& code, std::string context) {
 
 static Result<void> fsync_path(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open " + path.string());
+  if (!fd) return Error::from_errno("open " + path.string());
   if (::fsync(fd.get()) != 0) return Error::from_errno("fsync " + path.string());
   return {};
 }
@@ -288,7 +288,7 @@ Result<void> FileStore::load_index() {
                                   ")");
   };
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open " + path.string());
+  if (!fd) return Error::from_errno("open " + path.string());
   std::string text;
   char buffer[4096];
   for (;;) {
@@ -331,7 +331,7 @@ Result<void> FileStore::save_index() {
   fs::path temporary = m_data / (std::string(kIndexName) + ".tmp");
   {
     UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd.valid()) return Error::from_errno("create " + temporary.string());
+    if (!fd) return Error::from_errno("create " + temporary.string());
     size_t done = 0;
     while (done < text.size()) {
       ssize_t wrote = ::write(fd.get(), text.data() + done, text.size() - done);
@@ -352,7 +352,7 @@ Result<void> FileStore::save_index() {
 Result<std::shared_ptr<const UniqueFd>> FileStore::open_tree(const std::string& name) const {
   fs::path tree = tree_path(name);
   UniqueFd fd(::open(tree.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open " + tree.string());
+  if (!fd) return Error::from_errno("open " + tree.string());
   return std::make_shared<const UniqueFd>(std::move(fd));
 }
 

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "kernel/log.h"
+#include "kernel/unique_fd.h"
 #include "kernel/wire/codec.h"
 #include "monitor/splitctl/client.h"
 
@@ -60,21 +61,6 @@ void block_run_signals() {
 }
 
 namespace {
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : m_fd(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (m_fd >= 0) ::close(m_fd);
-  }
-  int get() const { return m_fd; }
-
- private:
-  int m_fd = -1;
-};
 
 void notify(int eventfd) {
   uint64_t one = 1;
@@ -111,13 +97,13 @@ class FabricMonitorClient::RunSession {
   ~RunSession() { stop(); }
 
   Result<void> open() {
-    m_event = std::make_unique<Fd>(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    m_stop = std::make_unique<Fd>(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (m_event->get() < 0 || m_stop->get() < 0) return Error::from_errno("eventfd");
+    m_event.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    m_stop.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!m_event || !m_stop) return Error::from_errno("eventfd");
     if (m_stdio.forward_signals) {
       sigset_t set = run_signals();
-      m_signals = std::make_unique<Fd>(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-      if (m_signals->get() < 0) return Error::from_errno("signalfd");
+      m_signals.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+      if (!m_signals) return Error::from_errno("signalfd");
     }
     m_writer = std::thread([this] { write_loop(); });
     return {};
@@ -132,7 +118,7 @@ class FabricMonitorClient::RunSession {
       m_stopping = true;
     }
     m_wake.notify_all();
-    if (m_stop) notify(m_stop->get());
+    if (m_stop) notify(m_stop.get());
     if (m_writer.joinable()) m_writer.join();
     if (m_stdin.joinable()) m_stdin.join();
   }
@@ -156,7 +142,7 @@ class FabricMonitorClient::RunSession {
       if (started) m_run = started->run;
       m_start.emplace(std::move(started));
     }
-    notify(m_event->get());
+    notify(m_event.get());
   }
 
   void on_output(rpc::Message request, rpc::Responder responder) {
@@ -220,14 +206,14 @@ class FabricMonitorClient::RunSession {
     std::vector<int> early_signals;  // came before the program started
     std::optional<Clock::time_point> last_interrupt;
     for (;;) {
-      std::array<pollfd, 2> fds{pollfd{m_event->get(), POLLIN, 0},
-                                pollfd{m_signals ? m_signals->get() : -1, POLLIN, 0}};
+      std::array<pollfd, 2> fds{pollfd{m_event.get(), POLLIN, 0},
+                                pollfd{m_signals.get(), POLLIN, 0}};
       if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) {
         return Error::from_errno("poll");
       }
       if (m_signals) {
         signalfd_siginfo info;
-        while (::read(m_signals->get(), &info, sizeof info) == sizeof info) {
+        while (::read(m_signals.get(), &info, sizeof info) == sizeof info) {
           int signo = static_cast<int>(info.ssi_signo);
           if (!started) {
             // Twice before it even started: the user gives up. The monitor
@@ -245,7 +231,7 @@ class FabricMonitorClient::RunSession {
         }
       }
       uint64_t count;
-      (void)!::read(m_event->get(), &count, sizeof count);
+      (void)!::read(m_event.get(), &count, sizeof count);
 
       std::optional<RunOutcome> outcome;
       {
@@ -345,7 +331,7 @@ class FabricMonitorClient::RunSession {
             std::lock_guard lock(m_mutex);
             if (!m_outcome) m_outcome = std::move(outcome);
           }
-          notify(m_event->get());
+          notify(m_event.get());
           return;
         }
       }
@@ -360,7 +346,7 @@ class FabricMonitorClient::RunSession {
       run = m_run;
     }
     for (;;) {
-      std::array<pollfd, 2> fds{pollfd{m_stdio.in, POLLIN, 0}, pollfd{m_stop->get(), POLLIN, 0}};
+      std::array<pollfd, 2> fds{pollfd{m_stdio.in, POLLIN, 0}, pollfd{m_stop.get(), POLLIN, 0}};
       if (::poll(fds.data(), fds.size(), -1) < 0) {
         if (errno == EINTR) continue;
         return;
@@ -409,9 +395,9 @@ class FabricMonitorClient::RunSession {
 
   const RunStdio m_stdio;
   const std::string m_monitor;
-  std::unique_ptr<Fd> m_event;    // wakes the caller
-  std::unique_ptr<Fd> m_stop;     // wakes the stdin thread for good
-  std::unique_ptr<Fd> m_signals;  // signalfd, when forwarding
+  UniqueFd m_event;    // wakes the caller
+  UniqueFd m_stop;     // wakes the stdin thread for good
+  UniqueFd m_signals;  // signalfd, when forwarding
 
   std::mutex m_mutex;  // guards everything below
   std::condition_variable m_wake;

@@ -68,7 +68,7 @@ class Confine : public ::testing::TestWithParam<Resolver> {
     fs::create_directory_symlink("/proc/self/root", m_root / "magic");
     fs::create_directory_symlink("../etc", m_root / "dir" / "etc_link");
     m_root_fd = UniqueFd(::open(m_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    ASSERT_TRUE(m_root_fd.valid());
+    ASSERT_TRUE(m_root_fd);
   }
 
   Result<UniqueFd> open(std::string_view path, int flags = O_RDONLY, mode_t mode = 0) {

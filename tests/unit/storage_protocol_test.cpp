@@ -223,15 +223,15 @@ class TreeOps : public ::testing::TestWithParam<Resolver> {
     fs::create_directory_symlink("../../outside", m_tree / "escape");
     fs::create_directory_symlink("/proc/1/root", m_tree / "proc_root");
     fs::create_symlink(m_outside / "shadow", m_tree / "host_path");
-    m_root = scomponent::UniqueFd(::open(m_tree.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    ASSERT_TRUE(m_root.valid());
+    m_root = UniqueFd(::open(m_tree.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(m_root);
   }
   FileOps ops() const { return FileOps(m_root.get(), GetParam()); }
 
   TempDir m_temp;
   fs::path m_tree;
   fs::path m_outside;
-  scomponent::UniqueFd m_root;
+  UniqueFd m_root;
 };
 
 TEST_P(TreeOps, EscapingPathsAndSymlinksStayInside) {
