@@ -35,6 +35,14 @@ class Cluster:
         # the native runs get neither (env -i), so neither does splitctl.
         self.run_env = {k: v for k, v in self.env.items() if k not in ("TERM", "LANG")}
 
+    @staticmethod
+    def purge(build, state):
+        """Stops the cluster an earlier run may have left in STATE and
+        removes its state."""
+        subprocess.run([str(SOURCE / "scripts/local-cluster"), "down", "--purge",
+                        "--state", str(state)],
+                       env=dict(os.environ, SK_BUILD_DIR=str(build)), capture_output=True)
+
     def script(self, *args, check=True):
         command = [str(SOURCE / "scripts/local-cluster"), *args, "--state", str(self.state)]
         result = subprocess.run(command, env=self.env, capture_output=True, text=True)

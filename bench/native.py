@@ -5,6 +5,7 @@ once (`run-native --hold`) and entered for each run, so that a native run's
 time does not include mounting /proc, /dev and /tmp."""
 
 import ctypes
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -12,6 +13,17 @@ from pathlib import Path
 from common import SOURCE, BenchError
 
 RUN_NATIVE = SOURCE / "scripts/run-native"
+
+
+def make_native_root(root, binaries):
+    """The native root at ROOT: a copy of the default image (the tree a new
+    vNode starts from) with the binaries in its /usr/local/bin, where the
+    cases install them on the vNodes."""
+    rootfs = subprocess.run([str(SOURCE / "scripts/build-image"), "--print-path"],
+                            capture_output=True, text=True, check=True).stdout.split()[-1]
+    subprocess.run(["cp", "-a", rootfs, str(root)], check=True)
+    for binary in binaries:
+        shutil.copy2(binary, root / "usr/local/bin")
 
 
 class Native:

@@ -6,17 +6,15 @@ results."""
 
 import json
 import math
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import time
 
 from cases import MEMORY_WORKLOADS, WORKLOADS, build_cases, fault_cases
 from cluster import Cluster, counter_delta
-from common import MIB, SOURCE, fmt_ns, fmt_value, log, loud
-from native import Native
+from common import MIB, fmt_ns, fmt_value, log, loud
+from native import Native, make_native_root
 
 TIME_LINE = re.compile(r"^([a-z_]+): time ([a-z0-9_]+)_ns=([0-9]+)$")
 
@@ -250,24 +248,16 @@ class Bench:
         memory = f"{max(2048, 4 * biggest)}M"
         state = self.args.state
         if state.exists():
-            subprocess.run([str(SOURCE / "scripts/local-cluster"), "down", "--purge",
-                            "--state", str(state)],
-                           env=dict(os.environ, SK_BUILD_DIR=str(self.build)),
-                           capture_output=True)
+            Cluster.purge(self.build, state)
         self.cluster = Cluster(self.build, state, excache, memory)
         self.progress(f"starting a local cluster (state {state}, ExCache {excache}, "
                       f"mComponent {memory})")
         self.cluster.up()
         self.progress(f"cluster up at {self.cluster.monitor}")
 
-        # The native root: a copy of the image with the workloads in it.
-        rootfs = subprocess.run([str(SOURCE / "scripts/build-image"), "--print-path"],
-                                capture_output=True, text=True, check=True).stdout.split()[-1]
-        native_root = state / "native-root"
-        subprocess.run(["cp", "-a", rootfs, str(native_root)], check=True)
         workloads = self.build / "workloads"
-        for name in WORKLOADS:
-            shutil.copy2(workloads / f"{name}-static", native_root / "usr/local/bin")
+        native_root = state / "native-root"
+        make_native_root(native_root, [workloads / f"{name}-static" for name in WORKLOADS])
         self.native = Native(native_root)
         self.native.start()
 
