@@ -93,11 +93,9 @@ finish() {
 # ---- Programs on vNodes, compared with native runs (issue 3) --------------
 # A vNode run is `splitctl run VNODE -- CMD...` with TERM and LANG unset (the
 # vNode takes them from the caller); the native run is the same stock binary
-# from the same image tree: `chroot ROOT env -i PATH=... HOME=/root CMD...`.
-# Both get stdin from /dev/null unless STDIN_FILE names a file (then through
-# a pipe).
-
-NATIVE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# from the same image tree: `scripts/run-native ROOT CMD...`, which the
+# benchmarks (bench/native.py) use too. Both get stdin from /dev/null unless
+# STDIN_FILE names a file (then through a pipe).
 
 # The default image's tree (`cluster up` builds it).
 image_rootfs() { "$SK_SOURCE_DIR/scripts/build-image" --print-path | tail -n 1; }
@@ -109,42 +107,11 @@ vrun_argv() {
   shift
   ARGV=(env -u TERM -u LANG "$BIN/splitctl" run "$vnode" -- "$@")
 }
-# Natively: `chroot ROOT env -i PATH=... HOME=/root CMD...`, in private
-# mount and pid namespaces (a user namespace too when not root: the tree's
-# owner is root there, as on a vNode) that give the chroot what a vNode's root
-# has and a Linux system has: /proc, /dev/{null,zero,full,random,urandom,tty},
-# /dev/fd, /dev/shm and an empty /tmp. Nothing is written to ROOT by that, and
-# the program is not the namespace's pid 1 (which SIGKILL cannot kill). env
-# --default-signal gives the program the default signal dispositions, as a
-# login shell's programs have, even when the test runs with some ignored.
-NATIVE_SETUP='
-root=$1 path=$2
-shift 2
-mount -t proc proc "$root/proc"
-mount -t tmpfs -o mode=755,size=1m tmpfs "$root/dev"
-for name in null zero full random urandom tty; do
-  : > "$root/dev/$name"
-  mount --bind "/dev/$name" "$root/dev/$name"
-done
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"
-ln -s /proc/self/fd/1 "$root/dev/stdout"
-ln -s /proc/self/fd/2 "$root/dev/stderr"
-mkdir -m 1777 "$root/dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-exec 3>&2
-{ (exec chroot "$root" env --default-signal -i PATH="$path" HOME=/root "$@" 2>&3 3>&-); } 2> /dev/null
-'
+# Natively: `chroot ROOT env -i PATH=... HOME=/root CMD...` in namespaces of
+# its own that give the chroot /proc, /dev and an empty /tmp, with the default
+# signal dispositions (see scripts/run-native).
 native_argv() {
-  local root=$1
-  shift
-  # Default signal dispositions, as a vNode program gets: ignored ones would
-  # otherwise leak in from whatever started the tests (a background job has
-  # SIGINT and SIGQUIT ignored).
-  ARGV=(env --default-signal unshare --mount --propagation private --pid --fork --kill-child)
-  if [ "$(id -u)" -ne 0 ]; then ARGV+=(--map-root-user); fi
-  ARGV+=(bash -c "$NATIVE_SETUP" native "$root" "$NATIVE_PATH" "$@")
+  ARGV=("$SK_SOURCE_DIR/scripts/run-native" "$@")
 }
 
 # vrun VNODE CMD...: runs CMD on the vNode.
