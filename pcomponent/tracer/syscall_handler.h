@@ -50,9 +50,9 @@ struct SyscallContext {
 // What the tracer does with a call whose entry its handler saw.
 struct EntryVerdict {
   enum class Action : uint8_t {
-    kRun,              // let it run; no exit stop
-    kRunToExit,        // let it run and stop at its exit for on_exit
-    kFail,             // skip it: it returns `result` without running
+    kRun,        // let it run; no exit stop
+    kRunToExit,  // let it run and stop at its exit for on_exit
+    kFail,       // skip it: it returns `result` without running
   };
   Action action = Action::kRun;
   long result = 0;  // kFail only: the return value (-errno, or brk's old break)
