@@ -388,3 +388,15 @@
   X(460, lsm_set_self_attr, kNative, "") \
   X(461, lsm_list_modules, kNative, "") \
   X(462, mseal, kNative, "")
+
+// The tracer's handler for each kTraced call: X(name, handler), `handler`
+// being a pcomponent::tracer::SyscallHandler (pcomponent/tracer/
+// syscall_handler.h). The tracer's dispatch table is built from this list
+// and SK_SYSCALLS together, and static_asserts there check that every
+// kTraced call has exactly one handler and that nothing else has one: a
+// call is traced by changing its route above and naming its handler here.
+#define SK_TRACED_SYSCALL_HANDLERS(X) \
+  X(mmap, mmap_handler) \
+  X(mprotect, mprotect_handler) \
+  X(brk, brk_handler) \
+  X(mremap, mremap_handler)

@@ -122,8 +122,8 @@ class Launcher {
 // within its 50 ms safety-net poll).
 void block_sigchld();
 
-// The ptrace + seccomp launcher. `self_exe` is the pcomponent binary, re-run
-// with --vnode-init as each vNode's init.
+// The ptrace + seccomp launcher (ptrace_launcher.h). `self_exe` is the
+// pcomponent binary, re-run with --vnode-init as each vNode's init.
 Result<std::unique_ptr<Launcher>> make_ptrace_launcher(std::filesystem::path self_exe);
 
 // Whether this process was started as a vNode init (`pcomponent
