@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstring>
+#include <future>
 
 #include "kernel/wire/codec.h"
 
@@ -388,6 +389,13 @@ void FakeTransport::deregister_region(uint32_t rkey) {
 std::vector<std::shared_ptr<FakeConnection>> FakeTransport::connections() const {
   std::lock_guard lock(m_context->m_mutex);
   return {m_context->m_connections.begin(), m_context->m_connections.end()};
+}
+
+void FakeTransport::flush() {
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  if (!m_context->post([done] { done->set_value(); })) return;
+  future.wait();
 }
 
 void FakeTransport::stop() {

@@ -202,6 +202,10 @@ class FakeTransport final : public fabric::Transport {
   // The open connections (accepted and made), e.g. for a server test to
   // reach its end of a link.
   std::vector<std::shared_ptr<FakeConnection>> connections() const;
+  // Returns once everything queued on the transport's thread before the
+  // call has run (deliveries, replies, closes): a barrier for tests that
+  // wait for the fabric to go quiet. Never from the transport's thread.
+  void flush();
 
  private:
   std::shared_ptr<FakeContext> m_context;
