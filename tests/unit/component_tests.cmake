@@ -9,7 +9,7 @@ target_link_libraries(file_store_test PRIVATE sk_scomponent)
 sk_unit_test(component_protocol_test unit/component_protocol_test.cpp)
 target_link_libraries(component_protocol_test PRIVATE sk_mcomponent sk_scomponent sk_pcomponent)
 
-# Membership against a fake monitor over the real tcp transport (loopback).
+# Membership against a fake monitor over the fake fabric (fake_transport.h).
 sk_unit_test(member_test unit/member_test.cpp)
 
 # The P2S_ storage protocol: decoders, the sComponent's file operations on a

@@ -1,4 +1,4 @@
-// Membership against a fake monitor over the real tcp transport: join,
+// Membership against a fake monitor over the fake fabric: join,
 // heartbeats with the component's usage, rejoin when the monitor forgets us
 // or the connection drops, the monitor's requests reach the component's
 // dispatcher, and stop() leaves promptly.
@@ -15,6 +15,7 @@
 
 #include "kernel/fabric/transport.h"
 #include "kernel/rpc/rpc.h"
+#include "tests/unit/fake_transport.h"
 
 namespace sk {
 namespace {
@@ -60,8 +61,7 @@ class FakeMonitor {
           m_known.erase(leave.node);
           return wire::Bytes{};
         });
-    m_transport = std::move(fabric::make_transport("tcp").value());
-    m_address = m_transport->listen(Address{"127.0.0.1", port}, m_dispatcher.handler()).value();
+    m_address = m_transport->listen(Address{"fake", port}, m_dispatcher.handler()).value();
   }
 
   const Address& address() const { return m_address; }
@@ -93,7 +93,7 @@ class FakeMonitor {
 
  private:
   rpc::Dispatcher m_dispatcher{"fake-monitor"};
-  std::unique_ptr<fabric::Transport> m_transport;
+  std::unique_ptr<fabric::Transport> m_transport = std::make_unique<testing::FakeTransport>();
   Address m_address;
   std::mutex m_mutex;
   NodeId m_next_node = 2;
@@ -125,7 +125,7 @@ struct Component {
   Member::Usage usage() { return Member::Usage{1 << 30, used.load(), 3}; }
 
   rpc::Dispatcher dispatcher{"component"};
-  std::unique_ptr<fabric::Transport> transport = std::move(fabric::make_transport("tcp").value());
+  std::unique_ptr<fabric::Transport> transport = std::make_unique<testing::FakeTransport>();
   std::atomic<uint64_t> used{4096};
   std::atomic<VnodeId> created{0};
 };
