@@ -194,4 +194,23 @@ void Endpoint::notify_closed() {
   if (m_close_handler) std::exchange(m_close_handler, nullptr)();
 }
 
+// ---- EndpointConnection ---------------------------------------------------------
+
+EndpointConnection::EndpointConnection(asio::io_context& io, std::string peer,
+                                       RequestHandler handler)
+    : m_endpoint(io, *this, std::move(peer), std::move(handler)) {}
+
+void EndpointConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
+                                    Duration timeout, ReplyCallback done) {
+  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
+}
+
+void EndpointConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
+  m_endpoint.reply_async(request, status, std::move(payload));
+}
+
+void EndpointConnection::set_close_handler(std::function<void()> handler) {
+  m_endpoint.set_close_handler(std::move(handler));
+}
+
 }  // namespace sk::rpc

@@ -30,9 +30,9 @@ static std::string endpoint_text(const tcp::socket& socket) {
 
 TcpConnection::TcpConnection(std::shared_ptr<TcpContext> context, tcp::socket socket,
                              RequestHandler handler)
-    : m_context(std::move(context)),
-      m_socket(std::move(socket)),
-      m_endpoint(m_context->io(), *this, endpoint_text(m_socket), std::move(handler)) {
+    : EndpointConnection(context->io(), endpoint_text(socket), std::move(handler)),
+      m_context(std::move(context)),
+      m_socket(std::move(socket)) {
   m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, [this](Message message, Responder responder) {
     serve_one_sided(std::move(message), std::move(responder));
   });
@@ -44,15 +44,6 @@ TcpConnection::TcpConnection(std::shared_ptr<TcpContext> context, tcp::socket so
 TcpConnection::~TcpConnection() = default;
 
 void TcpConnection::start() { read_header(); }
-
-void TcpConnection::set_close_handler(std::function<void()> handler) {
-  m_endpoint.set_close_handler(std::move(handler));
-}
-
-void TcpConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
-                               Duration timeout, ReplyCallback done) {
-  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
-}
 
 void TcpConnection::read_async(RegionKey region, uint64_t offset, std::span<std::byte> into,
                                Duration timeout, DoneCallback done) {
@@ -95,10 +86,6 @@ void TcpConnection::write_async(RegionKey region, uint64_t offset, ByteView from
                context->counters().one_sided_write(length);
                done({});
              });
-}
-
-void TcpConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
-  m_endpoint.reply_async(request, status, std::move(payload));
 }
 
 void TcpConnection::send_message(const wire::Header& header, Bytes payload) {

@@ -225,8 +225,8 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
 
 // A verbs connection: its QP, buffers and control socket, fragmentation,
 // credits and one-sided RDMA; request ids, timeouts, reply matching and
-// dispatch are its rpc::Endpoint's.
-class VerbsConnection final : public Connection, private rpc::Carrier {
+// dispatch are its rpc::Endpoint's (see rpc::EndpointConnection).
+class VerbsConnection final : public rpc::EndpointConnection {
  public:
   // Creates the CQ, the QP (in INIT) and the buffers, and posts the receive
   // buffers. Takes ownership of control_fd. Any thread.
@@ -250,17 +250,11 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   // Closes the connection and fails everything outstanding. Loop thread.
   void shutdown(const char* reason);
 
-  void call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
-                  ReplyCallback done) override;
   void read_async(RegionKey region, uint64_t offset, std::span<std::byte> into, Duration timeout,
                   DoneCallback done) override;
   void write_async(RegionKey region, uint64_t offset, ByteView from, Duration timeout,
                    DoneCallback done) override;
-  void send_reply(const wire::Header& request, int status, Bytes payload) override;
   void close() override;
-  bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_endpoint.peer(); }
-  void set_close_handler(std::function<void()> handler) override;
 
  private:
   VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd, RequestHandler handler);
@@ -312,7 +306,6 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   void send_message(const wire::Header& header, Bytes payload) override;
   bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
   NodeId local_node() const override { return m_context->node_id(); }
-  std::shared_ptr<Connection> connection() override { return shared_from_this(); }
 
   // Datapath (verbs_datapath.cpp). Loop thread.
   void pump();
@@ -330,8 +323,6 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   void fail_everything(const std::string& why);
 
   std::shared_ptr<VerbsContext> m_context;
-  rpc::Endpoint m_endpoint;
-  std::atomic<bool> m_open{true};
 
   // Verbs resources; released on shutdown or destruction.
   int m_fd = -1;
