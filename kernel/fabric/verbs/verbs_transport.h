@@ -13,7 +13,6 @@
 //   and returned to it, so it never overruns the receiver (no RNR waits).
 // - One-sided read/write are real RDMA READ/WRITE on the peer's registered
 //   memory, after a once-per-key check over the control socket.
-//
 // - Request ids, timeouts, reply matching and dispatch are each
 //   connection's rpc::Endpoint's, as on tcp; verbs only moves the bytes.
 //
@@ -28,9 +27,8 @@
 // Shutdown: VerbsContext::post() refuses work once stopping; stop() queues a
 // last task that closes every listener and connection (failing what is
 // outstanding), cancels every timer and wait and stops the io_context, then
-// joins the loop thread. Lock order:
-// VerbsContext::m_mutex, then VerbsContext::m_regions_mutex (never held
-// together in practice).
+// joins the loop thread. Lock order: VerbsContext::m_mutex, then
+// VerbsContext::m_regions_mutex (never held together in practice).
 #pragma once
 
 #include <infiniband/verbs.h>
@@ -133,9 +131,10 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   void cancel_timer(TimerId id);
   // Waits on a file descriptor, which stays the caller's (unwatch never
   // closes it): handler runs with kReadable or kWritable (an error or
-  // hang-up counts as both) each time the fd is ready for what `events`
-  // asks, until unwatched. Handlers must drain what is ready: readiness is
-  // reported once per change (asio's epoll is edge-triggered).
+  // hang-up counts as both) whenever the fd is ready for what `events`
+  // asks, until unwatched. The wait is renewed after each call and asio
+  // re-checks readiness when a wait starts (EPOLL_CTL_MOD), so as with a
+  // level-triggered epoll a handler that leaves data unread runs again.
   enum Interest : uint32_t { kReadable = 1, kWritable = 2 };
   using WatchId = uint64_t;
   WatchId watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
