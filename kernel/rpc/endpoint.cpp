@@ -13,15 +13,16 @@ using wire::Bytes;
 
 static const Logger log("rpc/endpoint");
 
-Endpoint::Endpoint(asio::io_context& io, Carrier& carrier, std::string peer,
-                   RequestHandler handler)
+Endpoint::Endpoint(asio::io_context& io, Carrier& carrier, std::string peer, RequestHandler handler)
     : m_io(io),
       m_carrier(carrier),
       m_peer(std::move(peer)),
       m_handler(std::move(handler)),
       m_token(std::make_shared<Endpoint*>(this)) {}
 
-Endpoint::~Endpoint() { close("connection to " + m_peer + " destroyed"); }
+Endpoint::~Endpoint() {
+  close("connection to " + m_peer + " destroyed");
+}
 
 // ---- any thread -----------------------------------------------------------------
 
@@ -31,8 +32,8 @@ void Endpoint::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Dur
   // refused after being moved into the task.
   auto callback = std::make_shared<ReplyCallback>(std::move(done));
   auto body = std::make_shared<Bytes>(std::move(payload));
-  bool posted = m_carrier.post(
-      [this, keep = m_carrier.connection(), opcode, vnode, body, timeout, callback] {
+  bool posted =
+      m_carrier.post([this, keep = m_carrier.connection(), opcode, vnode, body, timeout, callback] {
         call(opcode, vnode, std::move(*body), timeout, std::move(*callback));
       });
   if (!posted) (*callback)(make_error(ECONNRESET, "transport stopped"));

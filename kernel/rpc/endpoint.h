@@ -166,8 +166,7 @@ class EndpointConnection : public fabric::Connection, protected Carrier {
 
  protected:
   // The endpoint's timers run on `io`, the transport's io thread.
-  EndpointConnection(boost::asio::io_context& io, std::string peer,
-                     fabric::RequestHandler handler);
+  EndpointConnection(boost::asio::io_context& io, std::string peer, fabric::RequestHandler handler);
 
   std::shared_ptr<fabric::Connection> connection() override { return shared_from_this(); }
 

@@ -6,9 +6,9 @@
 // Framing: a 40-byte wire::Header, then header.payload_length bytes. A header
 // that fails check_header() (bad magic, version, flags or an oversized
 // length) means the byte stream can no longer be trusted: the connection
-// answers with an EPROTO error reply (Endpoint::reject) and closes. A well-framed request whose
-// content is wrong is the request handler's business and costs only that
-// request.
+// answers with an EPROTO error reply (Endpoint::reject) and closes. A
+// well-framed request whose content is wrong is the request handler's
+// business and costs only that request.
 #include <cstring>
 
 #include "kernel/fabric/tcp/tcp_transport.h"
@@ -33,12 +33,13 @@ TcpConnection::TcpConnection(std::shared_ptr<TcpContext> context, tcp::socket so
     : EndpointConnection(context->io(), endpoint_text(socket), std::move(handler)),
       m_context(std::move(context)),
       m_socket(std::move(socket)) {
-  m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, [this](Message message, Responder responder) {
+  // One-sided access is served here, from the registered regions, without
+  // the request handler.
+  auto one_sided = [this](Message message, Responder responder) {
     serve_one_sided(std::move(message), std::move(responder));
-  });
-  m_endpoint.serve_internally(wire::Opcode::FABRIC_WRITE, [this](Message message, Responder responder) {
-    serve_one_sided(std::move(message), std::move(responder));
-  });
+  };
+  m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, one_sided);
+  m_endpoint.serve_internally(wire::Opcode::FABRIC_WRITE, one_sided);
 }
 
 TcpConnection::~TcpConnection() = default;
