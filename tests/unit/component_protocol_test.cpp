@@ -1,7 +1,8 @@
 // Each component's request handlers against hostile input: truncated,
 // oversized, garbage, wrong-vNode and unknown-opcode requests each get an
 // error reply (never a crash, never silence), and a valid request still
-// works afterwards. Driven through the Dispatcher with a fake connection.
+// works afterwards. Driven through the Dispatcher over the fake fabric
+// (tests/unit/fake_transport.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,12 +10,12 @@
 #include <mutex>
 #include <random>
 
-#include "fake_connection.h"
 #include "kernel/wire/codec.h"
 #include "kernel/wire/memory_messages.h"
 #include "mcomponent/mcomponent.h"
 #include "pcomponent/pcomponent.h"
 #include "scomponent/scomponent.h"
+#include "tests/unit/fake_transport.h"
 
 namespace sk {
 namespace {
@@ -118,15 +119,17 @@ void expect_foreign_opcodes_refused(const rpc::Dispatcher& dispatcher,
 // Every opcode with garbage of many sizes gets exactly one reply.
 void expect_every_request_answered(const rpc::Dispatcher& dispatcher) {
   uint32_t seed = 1000;
+  testing::DispatchLink link(dispatcher);
+  uint64_t sent = 0;
   for (uint16_t raw = 0x0000; raw <= 0x0410; ++raw) {
     if (!wire::is_known_opcode(raw)) continue;
     for (size_t size : {0, 1, 7, 8, 9, 23, 24, 25, 56, 57, 80, 4096 + 24, 4096 + 23}) {
-      auto connection = std::make_shared<testing::FakeConnection>();
       ++seed;
-      auto request = make_request(raw, 1 + seed % 3, garbage(size, seed));
-      fabric::Responder responder(connection, request.header);
-      dispatcher.dispatch(std::move(request), std::move(responder));
-      EXPECT_EQ(connection->wait_for_replies(1).size(), 1u)
+      auto reply = link.call(make_request(raw, 1 + seed % 3, garbage(size, seed)));
+      ++sent;
+      // A negative status is the transport's: no reply came.
+      EXPECT_GE(reply.status, 0) << wire::opcode_name(raw) << " with " << size << " bytes";
+      EXPECT_EQ(link.client().counters().messages_received, sent)
           << wire::opcode_name(raw) << " with " << size << " bytes";
     }
   }
@@ -252,6 +255,26 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
       dispatch(dispatcher, make_request(Opcode::MON2M_VNODE_DESTROY, 1, teardown_body(1))).status,
       0);
   EXPECT_EQ(component.usage().load, 1u);
+}
+
+// A reply lost on the fabric: the client's call times out cleanly, the
+// request was still served (an mm was made), and the link keeps working.
+TEST(ComponentProtocol, McomponentReplyLostOnTheFabricTimesOutAndServingGoesOn) {
+  mcomponent::Mcomponent component(64 * kPageSize);
+  testing::DispatchLink link(component.dispatcher());
+  ASSERT_EQ(link.call(make_request(Opcode::MON2M_VNODE_CREATE, 1, setup_body(1, "web"))).status,
+            0);
+  link.server().inject(testing::Fault{.kind = testing::FaultKind::kDrop,
+                                      .on = testing::FaultOn::kReplies,
+                                      .opcode = Opcode::P2M_MM_CREATE,
+                                      .count = 1});
+  auto lost = link.call(make_request(Opcode::P2M_MM_CREATE, 1), std::chrono::milliseconds(200));
+  EXPECT_EQ(lost.status, -ETIMEDOUT) << lost.text();
+  auto next = link.call(make_request(Opcode::P2M_MM_CREATE, 1));
+  ASSERT_EQ(next.status, 0) << next.text();
+  EXPECT_TRUE(wire::decode<wire::MmCreateReply>(next.payload));
+  // The server ran the request whose reply was lost.
+  EXPECT_EQ(component.dispatcher().served()["P2M_MM_CREATE"], 2u);
 }
 
 // ---- sComponent -------------------------------------------------------------

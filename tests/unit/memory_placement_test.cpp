@@ -6,8 +6,8 @@
 
 #include <map>
 
-#include "fake_connection.h"
 #include "kernel/wire/codec.h"
+#include "tests/unit/fake_transport.h"
 
 namespace sk::monitor {
 namespace {
@@ -93,18 +93,10 @@ TEST_F(Placement, TheHandlerAnswersAndChecksItsRequest) {
   std::mutex mutex;
   rpc::ControlDispatcher dispatcher("monitor");
   register_memory_placement(dispatcher, mutex, m_members);
+  testing::DispatchLink link(dispatcher, kNoNode);
   auto ask = [&](VnodeId header_vnode, wire::Bytes payload) {
-    auto connection = std::make_shared<testing::FakeConnection>();
-    rpc::Message request;
-    request.header.magic = wire::kMagic;
-    request.header.version = wire::kVersion;
-    request.header.opcode = static_cast<uint16_t>(wire::Opcode::P2MON_MEMORY_PLACE);
-    request.header.vnode = header_vnode;
-    request.header.payload_length = static_cast<uint32_t>(payload.size());
-    request.payload = std::move(payload);
-    fabric::Responder responder(connection, request.header);
-    dispatcher.dispatch(std::move(request), std::move(responder));
-    return connection->wait_for_replies(1).at(0);
+    return link.call(
+        testing::make_request(wire::Opcode::P2MON_MEMORY_PLACE, header_vnode, std::move(payload)));
   };
   auto good = ask(kVnode, wire::encode(wire::MemoryPlaceRequest{kVnode, 0, kRegion}));
   ASSERT_EQ(good.status, 0) << good.text();

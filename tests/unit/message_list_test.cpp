@@ -7,12 +7,13 @@
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 
+#include <future>
 #include <random>
 #include <thread>
 
-#include "fake_connection.h"
 #include "kernel/node.h"
 #include "kernel/rpc/rpc.h"
+#include "tests/unit/fake_transport.h"
 
 namespace sk {
 namespace {
@@ -381,21 +382,24 @@ TEST(TypedDispatch, HandlersOnAPoolRunOffTheCallingThreadAndStopWithIt) {
 TEST(TypedDispatch, DeferredHandlersReplyLater) {
   rpc::ControlDispatcher dispatcher("test");
   std::optional<rpc::ReplyTo<Opcode::CTL2MON_STDIN>> held;
+  std::promise<void> handled;  // the handler runs on the server's fabric thread
   dispatcher.on_deferred<Opcode::CTL2MON_STDIN>(
       [&](wire::RunInputBody input, rpc::Message, rpc::ReplyTo<Opcode::CTL2MON_STDIN> reply) {
         EXPECT_EQ(input.tail.text(), "in");
         held.emplace(std::move(reply));
+        handled.set_value();
       });
-  auto connection = std::make_shared<testing::FakeConnection>();
-  auto request = make_request(Opcode::CTL2MON_STDIN, 0,
-                              wire::body_encode(sample<wire::RunInputBody>()).value());
-  fabric::Responder responder(connection, request.header);
-  dispatcher.dispatch(std::move(request), std::move(responder));
-  EXPECT_TRUE(connection->replies().empty());
+  testing::DispatchLink link(dispatcher);
+  link.send(make_request(Opcode::CTL2MON_STDIN, 0,
+                         wire::body_encode(sample<wire::RunInputBody>()).value()));
+  ASSERT_EQ(handled.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(link.server().counters().messages_sent, 0u);  // no reply yet
+  EXPECT_TRUE(link.replies().empty());
   ASSERT_TRUE(held);
   held->reply(wire::Empty{});
-  ASSERT_EQ(connection->replies().size(), 1u);
-  EXPECT_EQ(connection->replies()[0].status, 0);
+  auto replies = link.wait_for_replies(1);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].status, 0);
 }
 
 TEST(TypedDispatch, OneDispatcherServesBothPlanes) {
@@ -425,41 +429,6 @@ TEST(TypedDispatch, OneDispatcherServesBothPlanes) {
                std::logic_error);
 }
 
-// A connection whose calls are served by a dispatcher, inline.
-class LoopbackConnection final : public fabric::Connection {
- public:
-  explicit LoopbackConnection(const rpc::Dispatcher& server) : m_server(server) {}
-  void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
-                  fabric::DoneCallback done) override {
-    done(make_error(ENOTSUP, "loopback"));
-  }
-  void write_async(fabric::RegionKey, uint64_t, wire::ByteView, Duration,
-                   fabric::DoneCallback done) override {
-    done(make_error(ENOTSUP, "loopback"));
-  }
-  void send_reply(const wire::Header&, int, Bytes) override {}
-  void close() override {}
-  bool is_open() const override { return true; }
-  std::string peer() const override { return "loopback"; }
-  void set_close_handler(std::function<void()>) override {}
-  void call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration,
-                  fabric::ReplyCallback done) override {
-    auto back = std::make_shared<testing::FakeConnection>();
-    auto request = make_request(opcode, vnode, std::move(payload));
-    fabric::Responder responder(back, request.header);
-    m_server.dispatch(std::move(request), std::move(responder));
-    auto replies = back->wait_for_replies(1);
-    fabric::Message reply;
-    reply.header = replies.at(0).request;
-    reply.header.status = replies[0].status;
-    reply.payload = replies[0].payload;
-    done(std::move(reply));
-  }
-
- private:
-  const rpc::Dispatcher& m_server;
-};
-
 TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
   rpc::DataDispatcher server("server");
   server.on<Opcode::P2M_PAGE_READ>(
@@ -471,7 +440,8 @@ TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
         if (free.mm != 5) return make_error(ENOENT, "no mm " + std::to_string(free.mm));
         return {};
       });
-  LoopbackConnection connection(server);
+  testing::DispatchLink link(server);
+  fabric::Connection& connection = *link.connection();
   auto pages = rpc::call<Opcode::P2M_PAGE_READ>(connection, 1, sample<wire::PageRange>());
   ASSERT_TRUE(pages) << pages.error().text();
   EXPECT_EQ(pages->bytes.size(), 2 * wire::kPageSize);
@@ -481,12 +451,11 @@ TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
   EXPECT_EQ(missing.error().code(), ENOENT);
   EXPECT_EQ(missing.error().message(), "no mm 6");
 
-  std::optional<Result<wire::Empty>> got;
-  rpc::call_async<Opcode::P2M_MM_FREE>(connection, 1, wire::MmFreeRequest{5},
-                                       std::chrono::seconds(1),
-                                       [&](Result<wire::Empty> reply) { got = std::move(reply); });
-  ASSERT_TRUE(got);
-  EXPECT_TRUE(*got);
+  std::promise<Result<wire::Empty>> got;  // set on the client's fabric thread
+  rpc::call_async<Opcode::P2M_MM_FREE>(
+      connection, 1, wire::MmFreeRequest{5}, std::chrono::seconds(1),
+      [&](Result<wire::Empty> reply) { got.set_value(std::move(reply)); });
+  EXPECT_TRUE(got.get_future().get());
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // Unit tests of the monitor: the node table and failure detector with
 // injected time, GSM placement, the vNode table, and the request handling
-// of MonitorServer driven through its dispatcher with fake connections (no
-// sockets).
+// of MonitorServer driven through its dispatcher over the fake fabric
+// (tests/unit/fake_transport.h; no sockets).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 
 #include <signal.h>
 
@@ -14,11 +15,13 @@
 #include "monitor/membership.h"
 #include "monitor/monitor_server.h"
 #include "monitor/vnode_table.h"
+#include "tests/unit/fake_transport.h"
 
 namespace sk::monitor {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::FakeTransport;
 using wire::Opcode;
 
 wire::JoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
@@ -255,9 +258,14 @@ TEST(VnodeTableTest, RecordAndSetupCarryTheEntry) {
 
 // ---- MonitorServer -------------------------------------------------------------
 
-// A connection that records the replies sent on it and answers the requests
-// sent on it (MON2x_) at once, from the calling thread, with `answer`.
-class FakeConnection : public fabric::Connection {
+// A peer of the monitor (a component or a console) at the far end of a
+// fake-fabric link to the monitor's FakeTransport: its handler records the
+// requests the monitor sends it (MON2x_) and answers them with `answer`, or
+// keeps their Responders when told to hold; it sends requests to the
+// monitor and records their replies. The fabric is asynchronous, so every
+// look at what the peer saw first waits for the whole fabric to go quiet
+// (`settle`, given by the test fixture).
+class FakePeer {
  public:
   struct Sent {
     Opcode opcode;
@@ -269,9 +277,18 @@ class FakeConnection : public fabric::Connection {
     rpc::Bytes payload;
   };
 
-  explicit FakeConnection(std::string peer) : m_peer(std::move(peer)) {}
+  FakePeer(std::string name, const Address& monitor, std::function<void()> settle)
+      : m_name(std::move(name)), m_settle(std::move(settle)) {
+    m_connection = m_transport
+                       .connect(monitor, [this](fabric::Message message,
+                                                fabric::Responder responder) {
+                         serve(std::move(message), std::move(responder));
+                       })
+                       .value();
+  }
 
-  // Answers a request: a status (0: success) and error text.
+  // Answers a request: a status (0: success) and error text. Runs on the
+  // peer's fabric thread.
   std::function<std::pair<int, std::string>(const Sent&)> answer = [](const Sent&) {
     return std::pair<int, std::string>(0, "");
   };
@@ -280,104 +297,98 @@ class FakeConnection : public fabric::Connection {
   // that takes its time, e.g. a console writing to a slow terminal).
   std::atomic<bool> hold{false};
 
-  void call_async(Opcode opcode, VnodeId vnode, rpc::Bytes payload, Duration,
-                  fabric::ReplyCallback done) override {
-    Sent sent{opcode, vnode, std::move(payload)};
-    {
-      std::lock_guard lock(m_mutex);
-      m_sent.push_back(sent);
-      if (hold && m_open) {
-        m_held.push_back(std::move(done));
-        return;
-      }
-    }
-    if (!m_open) {
-      done(make_error(ECONNRESET, "closed"));
-      return;
-    }
-    auto [status, text] = answer(sent);
-    done(make_reply(opcode, status, text));
-  }
-
   size_t held() {
+    m_settle();
     std::lock_guard lock(m_mutex);
     return m_held.size();
   }
   // Answers the oldest held request.
   void answer_held(int status = 0, std::string text = "") {
-    fabric::ReplyCallback done;
+    m_settle();
+    std::optional<fabric::Responder> responder;
     {
       std::lock_guard lock(m_mutex);
       ASSERT_FALSE(m_held.empty());
-      done = std::move(m_held.front());
+      responder.emplace(std::move(m_held.front()));
       m_held.erase(m_held.begin());
     }
-    done(make_reply(Opcode::FABRIC_PING, status, text));
+    respond(*responder, status, text);
   }
 
-  static fabric::Message make_reply(Opcode opcode, int status, const std::string& text) {
-    fabric::Message reply;
-    reply.header.opcode = static_cast<uint16_t>(opcode);
-    reply.header.flags = wire::kFlagReply;
-    reply.header.status = status;
-    auto bytes = wire::as_bytes(std::string_view(text));
-    reply.payload.assign(bytes.begin(), bytes.end());
-    return reply;
+  // Sends a request to the monitor; its reply (or the transport's error,
+  // as minus its errno) joins replies().
+  void send(Opcode opcode, rpc::Bytes payload) {
+    m_connection->call_async(opcode, kNoVnode, std::move(payload), 10s,
+                             [this](Result<fabric::Message> reply) {
+                               std::lock_guard lock(m_mutex);
+                               if (reply) {
+                                 m_replies.push_back(
+                                     Reply{reply->status(), std::move(reply->payload)});
+                               } else {
+                                 m_replies.push_back(Reply{-reply.error().code(), {}});
+                               }
+                             });
   }
-  void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
-                  fabric::DoneCallback done) override {
-    done(make_error(EOPNOTSUPP, "fake"));
+
+  // The peer goes away: the link closes on both ends.
+  void close() {
+    m_connection->close();
+    m_settle();
   }
-  void write_async(fabric::RegionKey, uint64_t, rpc::ByteView, Duration,
-                   fabric::DoneCallback done) override {
-    done(make_error(EOPNOTSUPP, "fake"));
-  }
-  void send_reply(const wire::Header&, int status, rpc::Bytes payload) override {
-    std::lock_guard lock(m_mutex);
-    m_replies.push_back(Reply{status, std::move(payload)});
-  }
-  void close() override {
-    std::function<void()> handler;
-    std::vector<fabric::ReplyCallback> held;
-    {
-      std::lock_guard lock(m_mutex);
-      if (!m_open) return;
-      m_open = false;
-      handler = std::move(m_close_handler);
-      held.swap(m_held);
-    }
-    for (auto& done : held) done(make_error(ECONNRESET, "closed"));
-    if (handler) handler();
-  }
-  bool is_open() const override { return m_open; }
-  std::string peer() const override { return m_peer; }
-  void set_close_handler(std::function<void()> handler) override {
-    std::lock_guard lock(m_mutex);
-    m_close_handler = std::move(handler);
-  }
+  // What the peer calls itself (the address it joins with).
+  const std::string& peer() const { return m_name; }
+  FakeTransport& transport() { return m_transport; }
 
   std::vector<Sent> sent() {
+    m_settle();
     std::lock_guard lock(m_mutex);
     return m_sent;
   }
   std::vector<Reply> replies() {
+    m_settle();
     std::lock_guard lock(m_mutex);
     return m_replies;
   }
   Reply last_reply() {
+    m_settle();
     std::lock_guard lock(m_mutex);
     EXPECT_FALSE(m_replies.empty());
     return m_replies.empty() ? Reply{-1, {}} : m_replies.back();
   }
 
  private:
-  std::string m_peer;
+  // The peer's handler, on its fabric thread.
+  void serve(fabric::Message message, fabric::Responder responder) {
+    Sent sent{static_cast<Opcode>(message.opcode()), message.vnode(), std::move(message.payload)};
+    {
+      std::lock_guard lock(m_mutex);
+      m_sent.push_back(sent);
+      if (hold) {
+        m_held.push_back(std::move(responder));
+        return;
+      }
+    }
+    auto [status, text] = answer(sent);
+    respond(responder, status, text);
+  }
+  static void respond(fabric::Responder& responder, int status, const std::string& text) {
+    if (status == 0) {
+      auto bytes = wire::as_bytes(std::string_view(text));
+      responder.reply(rpc::Bytes(bytes.begin(), bytes.end()));
+    } else {
+      responder.fail(make_error(status, text));
+    }
+  }
+
+  std::string m_name;
+  std::function<void()> m_settle;
   std::mutex m_mutex;
-  std::atomic<bool> m_open{true};
-  std::function<void()> m_close_handler;
   std::vector<Sent> m_sent;
   std::vector<Reply> m_replies;
-  std::vector<fabric::ReplyCallback> m_held;
+  std::vector<fabric::Responder> m_held;
+  // After the state above, so that its thread stops before that goes.
+  FakeTransport m_transport;
+  std::shared_ptr<fabric::Connection> m_connection;
 };
 
 std::string text_of(const rpc::Bytes& bytes) {
@@ -401,27 +412,59 @@ class MonitorServerTest : public ::testing::Test {
     return options;
   }
 
-  // Sends a request as if it came on `connection` and waits for the worker,
-  // so that asynchronous handlers have replied too.
-  FakeConnection::Reply request(const std::shared_ptr<FakeConnection>& connection, Opcode opcode,
-                                rpc::Bytes payload = {}) {
-    fabric::Message message;
-    message.header.magic = wire::kMagic;
-    message.header.version = wire::kVersion;
-    message.header.opcode = static_cast<uint16_t>(opcode);
-    message.header.request_id = ++m_next_request;
-    message.header.payload_length = static_cast<uint32_t>(payload.size());
-    message.payload = std::move(payload);
-    size_t before = connection->replies().size();
-    wire::Header header = message.header;
-    m_server.dispatcher().dispatch(std::move(message), fabric::Responder(connection, header));
-    m_server.drain();
-    EXPECT_EQ(connection->replies().size(), before + 1);
-    return connection->last_reply();
+  // Sends a request from `peer` and waits for the fabric and the worker to
+  // go quiet, so that asynchronous handlers have replied too.
+  FakePeer::Reply request(const std::shared_ptr<FakePeer>& peer, Opcode opcode,
+                          rpc::Bytes payload = {}) {
+    size_t before = peer->replies().size();
+    peer->send(opcode, std::move(payload));
+    // A reply may wait on the monitor's threads, beyond what settle() sees.
+    for (int i = 0; i < 1000 && peer->replies().size() <= before; ++i) {
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(peer->replies().size(), before + 1);
+    return peer->last_reply();
+  }
+
+  // A peer linked to the monitor's fabric.
+  std::shared_ptr<FakePeer> make_peer(std::string name) {
+    auto peer = std::make_shared<FakePeer>(std::move(name), m_address, [this] { settle(); });
+    m_peers.push_back(peer);
+    return peer;
+  }
+
+  // Waits until no message is in flight on the fake fabric and the
+  // monitor's worker is idle: two rounds in a row of flushing every
+  // transport and draining the worker that move no message.
+  void settle() {
+    auto moved = [&] {
+      uint64_t total = 0;
+      auto add = [&](const fabric::FabricCounters& c) {
+        total += c.messages_sent + c.messages_received;
+      };
+      add(m_fabric.counters());
+      for (auto& weak : m_peers) {
+        if (auto peer = weak.lock()) add(peer->transport().counters());
+      }
+      return total;
+    };
+    int quiet = 0;
+    for (int round = 0; round < 200; ++round) {
+      uint64_t before = moved();
+      for (auto& weak : m_peers) {
+        if (auto peer = weak.lock()) peer->transport().flush();
+      }
+      m_fabric.flush();
+      m_server.drain();
+      m_fabric.flush();
+      quiet = moved() == before ? quiet + 1 : 0;
+      if (quiet == 2) return;
+    }
+    ADD_FAILURE() << "the fake fabric never went quiet";
   }
 
   // Joins a component on a fresh fake connection; returns its id.
-  NodeId join(const std::shared_ptr<FakeConnection>& connection, NodeKind kind,
+  NodeId join(const std::shared_ptr<FakePeer>& connection, NodeKind kind,
               uint64_t capacity = 1ull << 30, std::string address = "") {
     if (address.empty()) address = connection->peer();
     auto reply = request(connection, Opcode::C2MON_JOIN,
@@ -435,7 +478,7 @@ class MonitorServerTest : public ::testing::Test {
   }
 
   std::vector<wire::NodeRecord> nodes() {
-    auto console = std::make_shared<FakeConnection>("console");
+    auto console = make_peer("console");
     auto reply = request(console, Opcode::CTL2MON_NODES);
     EXPECT_EQ(reply.status, 0);
     auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
@@ -446,7 +489,7 @@ class MonitorServerTest : public ::testing::Test {
   }
 
   std::vector<wire::VnodeRecord> vnodes() {
-    auto console = std::make_shared<FakeConnection>("console");
+    auto console = make_peer("console");
     auto reply = request(console, Opcode::CTL2MON_VNODE_LIST);
     EXPECT_EQ(reply.status, 0);
     auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
@@ -456,7 +499,7 @@ class MonitorServerTest : public ::testing::Test {
     return records.ok() ? records.value() : std::vector<wire::VnodeRecord>{};
   }
 
-  FakeConnection::Reply create(std::string_view name, uint64_t cache = 0, uint64_t memory = 0,
+  FakePeer::Reply create(std::string_view name, uint64_t cache = 0, uint64_t memory = 0,
                                std::string_view image = "", uint32_t flags = 0) {
     wire::VnodeCreateRequest create{};
     create.name.set(name);
@@ -464,14 +507,14 @@ class MonitorServerTest : public ::testing::Test {
     create.memory = memory;
     create.image.set(image);
     create.flags = flags;
-    auto console = std::make_shared<FakeConnection>("console");
+    auto console = make_peer("console");
     return request(console, Opcode::CTL2MON_VNODE_CREATE, wire::encode(create));
   }
 
-  FakeConnection::Reply destroy(std::string_view name) {
+  FakePeer::Reply destroy(std::string_view name) {
     wire::VnodeDestroyRequest destroy{};
     destroy.name.set(name);
-    auto console = std::make_shared<FakeConnection>("console");
+    auto console = make_peer("console");
     return request(console, Opcode::CTL2MON_VNODE_DESTROY, wire::encode(destroy));
   }
 
@@ -483,18 +526,22 @@ class MonitorServerTest : public ::testing::Test {
   }
 
   MonitorServer m_server;
-  uint64_t m_next_request = 0;
+  // The monitor's fabric, serving its dispatcher; after m_server so that it
+  // stops first.
+  FakeTransport m_fabric;
+  Address m_address = m_fabric.listen(Address{"fake", 0}, m_server.dispatcher().handler()).value();
+  std::vector<std::weak_ptr<FakePeer>> m_peers;
 };
 
-std::vector<Opcode> opcodes(const std::vector<FakeConnection::Sent>& sent) {
+std::vector<Opcode> opcodes(const std::vector<FakePeer::Sent>& sent) {
   std::vector<Opcode> result;
   for (const auto& one : sent) result.push_back(one.opcode);
   return result;
 }
 
 TEST_F(MonitorServerTest, JoinHandsOutIdsAndNodesListsEveryone) {
-  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
-  auto m = std::make_shared<FakeConnection>("127.0.0.1:7102");
+  auto s = make_peer("127.0.0.1:7101");
+  auto m = make_peer("127.0.0.1:7102");
   EXPECT_EQ(join(s, NodeKind::kScomponent, 10ull << 30), 2u);
   EXPECT_EQ(join(m, NodeKind::kMcomponent, 4ull << 30), 3u);
 
@@ -510,7 +557,7 @@ TEST_F(MonitorServerTest, JoinHandsOutIdsAndNodesListsEveryone) {
 }
 
 TEST_F(MonitorServerTest, MalformedJoinIsRefused) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   auto reply = request(connection, Opcode::C2MON_JOIN, rpc::Bytes(3));
   EXPECT_EQ(reply.status, EBADMSG);
   auto bad_kind = join_request(NodeKind::kMonitor, "x:1", 0);
@@ -520,7 +567,7 @@ TEST_F(MonitorServerTest, MalformedJoinIsRefused) {
 }
 
 TEST_F(MonitorServerTest, HeartbeatFromAnUnknownNodeGetsEnoent) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   auto reply = request(connection, Opcode::C2MON_HEARTBEAT, wire::encode(heartbeat(7, 0, 0, 0)));
   EXPECT_EQ(reply.status, ENOENT);
 
@@ -533,7 +580,7 @@ TEST_F(MonitorServerTest, HeartbeatFromAnUnknownNodeGetsEnoent) {
 }
 
 TEST_F(MonitorServerTest, LeaveMarksTheNodeLeft) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   NodeId id = join(connection, NodeKind::kPcomponent);
   auto reply = request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{id, 0}));
   EXPECT_EQ(reply.status, 0);
@@ -541,19 +588,20 @@ TEST_F(MonitorServerTest, LeaveMarksTheNodeLeft) {
   // Closing after the goodbye does not turn "left" into "failed".
   connection->close();
   EXPECT_EQ(nodes().at(1).state, static_cast<uint8_t>(NodeState::kLeft));
-  reply = request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{77, 0}));
+  // A closed link carries nothing more: the unknown id comes on a new one.
+  reply = request(make_peer("y"), Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{77, 0}));
   EXPECT_EQ(reply.status, ENOENT);
 }
 
 TEST_F(MonitorServerTest, ClosedConnectionMarksTheNodeFailedAtOnce) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   NodeId id = join(connection, NodeKind::kMcomponent);
   connection->close();
   EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kFailed));
 }
 
 TEST_F(MonitorServerTest, SilentNodeIsFailedByTheDetectorAndRevivedByAHeartbeat) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   NodeId id = join(connection, NodeKind::kPcomponent);
   m_server.check_failures(Clock::now() + 1s);
   EXPECT_EQ(node(nodes(), id)->state, static_cast<uint8_t>(NodeState::kAlive));
@@ -565,7 +613,7 @@ TEST_F(MonitorServerTest, SilentNodeIsFailedByTheDetectorAndRevivedByAHeartbeat)
 }
 
 TEST_F(MonitorServerTest, CreateWithoutAnScomponentIsRefused) {
-  auto m = std::make_shared<FakeConnection>("m");
+  auto m = make_peer("m");
   join(m, NodeKind::kMcomponent);
   auto reply = create("web");
   EXPECT_EQ(reply.status, EHOSTUNREACH);
@@ -575,9 +623,9 @@ TEST_F(MonitorServerTest, CreateWithoutAnScomponentIsRefused) {
 }
 
 TEST_F(MonitorServerTest, CreateSetsTheVnodeUpEverywhere) {
-  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
-  auto m = std::make_shared<FakeConnection>("m");
-  auto p = std::make_shared<FakeConnection>("p");
+  auto s = make_peer("127.0.0.1:7101");
+  auto m = make_peer("m");
+  auto p = make_peer("p");
   NodeId s_id = join(s, NodeKind::kScomponent);
   NodeId m_id = join(m, NodeKind::kMcomponent);
   NodeId p_id = join(p, NodeKind::kPcomponent);
@@ -629,7 +677,7 @@ TEST_F(MonitorServerTest, CreateSetsTheVnodeUpEverywhere) {
 }
 
 TEST_F(MonitorServerTest, ImageAndEmptyRootAreCarriedThrough) {
-  auto s = std::make_shared<FakeConnection>("s");
+  auto s = make_peer("s");
   join(s, NodeKind::kScomponent);
   auto reply = create("custom", 0, 0, "bookworm");
   ASSERT_EQ(reply.status, 0);
@@ -650,7 +698,7 @@ TEST_F(MonitorServerTest, ImageAndEmptyRootAreCarriedThrough) {
 }
 
 TEST_F(MonitorServerTest, DuplicateNameIsRefused) {
-  auto s = std::make_shared<FakeConnection>("s");
+  auto s = make_peer("s");
   join(s, NodeKind::kScomponent);
   ASSERT_EQ(create("web").status, 0);
   auto reply = create("web");
@@ -660,7 +708,7 @@ TEST_F(MonitorServerTest, DuplicateNameIsRefused) {
 }
 
 TEST_F(MonitorServerTest, BadNameIsRefusedByTheDecoder) {
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   wire::VnodeCreateRequest bad{};
   bad.name.set("Bad Name");
   auto reply = request(console, Opcode::CTL2MON_VNODE_CREATE, wire::encode(bad));
@@ -668,11 +716,11 @@ TEST_F(MonitorServerTest, BadNameIsRefusedByTheDecoder) {
 }
 
 TEST_F(MonitorServerTest, FailedRootSetupRollsBack) {
-  auto s = std::make_shared<FakeConnection>("127.0.0.1:7101");
-  auto m = std::make_shared<FakeConnection>("m");
+  auto s = make_peer("127.0.0.1:7101");
+  auto m = make_peer("m");
   NodeId s_id = join(s, NodeKind::kScomponent);
   join(m, NodeKind::kMcomponent);
-  s->answer = [](const FakeConnection::Sent& sent) {
+  s->answer = [](const FakePeer::Sent& sent) {
     if (sent.opcode == Opcode::MON2S_VNODE_CREATE) {
       return std::pair<int, std::string>(ENOSPC, "disk full");
     }
@@ -692,11 +740,11 @@ TEST_F(MonitorServerTest, FailedRootSetupRollsBack) {
 }
 
 TEST_F(MonitorServerTest, FailedMcomponentSetupIsNotFatal) {
-  auto s = std::make_shared<FakeConnection>("s");
-  auto m = std::make_shared<FakeConnection>("m");
+  auto s = make_peer("s");
+  auto m = make_peer("m");
   join(s, NodeKind::kScomponent);
   NodeId m_id = join(m, NodeKind::kMcomponent);
-  m->answer = [](const FakeConnection::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
+  m->answer = [](const FakePeer::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
   auto reply = create("web");
   EXPECT_EQ(reply.status, 0);
   EXPECT_EQ(vnodes().size(), 1u);
@@ -704,9 +752,9 @@ TEST_F(MonitorServerTest, FailedMcomponentSetupIsNotFatal) {
 }
 
 TEST_F(MonitorServerTest, DestroyTearsDownAndForgets) {
-  auto s = std::make_shared<FakeConnection>("s");
-  auto m = std::make_shared<FakeConnection>("m");
-  auto p = std::make_shared<FakeConnection>("p");
+  auto s = make_peer("s");
+  auto m = make_peer("m");
+  auto p = make_peer("p");
   join(s, NodeKind::kScomponent);
   NodeId m_id = join(m, NodeKind::kMcomponent);
   join(p, NodeKind::kPcomponent);
@@ -734,12 +782,12 @@ TEST_F(MonitorServerTest, DestroyTearsDownAndForgets) {
 }
 
 TEST_F(MonitorServerTest, ALateJoinerLearnsTheExistingVnodes) {
-  auto s = std::make_shared<FakeConnection>("s");
+  auto s = make_peer("s");
   join(s, NodeKind::kScomponent);
   ASSERT_EQ(create("web").status, 0);
   ASSERT_EQ(create("db").status, 0);
 
-  auto m = std::make_shared<FakeConnection>("m");
+  auto m = make_peer("m");
   NodeId m_id = join(m, NodeKind::kMcomponent);  // join() waits for the worker
   auto sent = m->sent();
   ASSERT_EQ(sent.size(), 2u);
@@ -749,14 +797,14 @@ TEST_F(MonitorServerTest, ALateJoinerLearnsTheExistingVnodes) {
   EXPECT_EQ(node(nodes(), m_id)->vnodes, 2u);
 
   // A second sComponent holds no roots, so it is told about none.
-  auto s2 = std::make_shared<FakeConnection>("s2");
+  auto s2 = make_peer("s2");
   join(s2, NodeKind::kScomponent);
   EXPECT_TRUE(s2->sent().empty());
 }
 
 TEST_F(MonitorServerTest, ARevivedNodeCatchesUpWithWhatItMissed) {
-  auto s = std::make_shared<FakeConnection>("s");
-  auto p = std::make_shared<FakeConnection>("p");
+  auto s = make_peer("s");
+  auto p = make_peer("p");
   NodeId s_id = join(s, NodeKind::kScomponent);
   NodeId p_id = join(p, NodeKind::kPcomponent);
   ASSERT_EQ(create("old").status, 0);
@@ -781,12 +829,12 @@ TEST_F(MonitorServerTest, ARevivedNodeCatchesUpWithWhatItMissed) {
 }
 
 TEST_F(MonitorServerTest, ARestartedScomponentTakesOverItsRoots) {
-  auto s_old = std::make_shared<FakeConnection>("old");
+  auto s_old = make_peer("old");
   NodeId old_id = join(s_old, NodeKind::kScomponent, 1ull << 30, "127.0.0.1:7101");
   ASSERT_EQ(create("web").status, 0);
   s_old->close();  // the sComponent dies...
 
-  auto s_new = std::make_shared<FakeConnection>("new");  // ...and comes back
+  auto s_new = make_peer("new");  // ...and comes back
   NodeId new_id = join(s_new, NodeKind::kScomponent, 1ull << 30, "127.0.0.1:7101");
   EXPECT_NE(new_id, old_id);
   auto sent = s_new->sent();
@@ -800,7 +848,7 @@ TEST_F(MonitorServerTest, ARestartedScomponentTakesOverItsRoots) {
 }
 
 TEST_F(MonitorServerTest, UnknownOpcodeIsRefused) {
-  auto connection = std::make_shared<FakeConnection>("x");
+  auto connection = make_peer("x");
   auto reply = request(connection, Opcode::P2M_PAGE_READ);
   EXPECT_EQ(reply.status, EOPNOTSUPP);
 }
@@ -815,14 +863,14 @@ std::string bytes_of(const T& value) {
 class MonitorRunTest : public MonitorServerTest {
  protected:
   void SetUp() override {
-    m_s = std::make_shared<FakeConnection>("s");
+    m_s = make_peer("s");
     join(m_s, NodeKind::kScomponent);
   }
 
   // A pComponent that starts every program as vNode pid 7, host pid 7007.
-  std::shared_ptr<FakeConnection> pcomponent(const std::string& name, NodeId& id) {
-    auto p = std::make_shared<FakeConnection>(name);
-    p->answer = [](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+  std::shared_ptr<FakePeer> pcomponent(const std::string& name, NodeId& id) {
+    auto p = make_peer(name);
+    p->answer = [](const FakePeer::Sent& sent) -> std::pair<int, std::string> {
       if (sent.opcode == Opcode::MON2P_RUN) {
         auto command = wire::decode_run(sent.payload);
         if (!command) return {EBADMSG, "bad run"};
@@ -838,20 +886,12 @@ class MonitorRunTest : public MonitorServerTest {
     return p;
   }
 
-  // Dispatches a request without expecting an answer at once.
-  void send(const std::shared_ptr<FakeConnection>& from, Opcode opcode, rpc::Bytes payload) {
-    fabric::Message message;
-    message.header.magic = wire::kMagic;
-    message.header.version = wire::kVersion;
-    message.header.opcode = static_cast<uint16_t>(opcode);
-    message.header.request_id = ++m_next_request;
-    message.header.payload_length = static_cast<uint32_t>(payload.size());
-    message.payload = std::move(payload);
-    wire::Header header = message.header;
-    m_server.dispatcher().dispatch(std::move(message), fabric::Responder(from, header));
+  // Sends a request without expecting an answer at once.
+  void send(const std::shared_ptr<FakePeer>& from, Opcode opcode, rpc::Bytes payload) {
+    from->send(opcode, std::move(payload));
   }
 
-  FakeConnection::Reply run(const std::shared_ptr<FakeConnection>& console,
+  FakePeer::Reply run(const std::shared_ptr<FakePeer>& console,
                             std::string_view vnode, std::vector<std::string> argv) {
     wire::RunRequest head{};
     head.vnode_name.set(vnode);
@@ -861,7 +901,7 @@ class MonitorRunTest : public MonitorServerTest {
   }
 
   // Starts a run from `console`; returns its id.
-  uint64_t started_run(const std::shared_ptr<FakeConnection>& console) {
+  uint64_t started_run(const std::shared_ptr<FakePeer>& console) {
     auto reply = run(console, "web", {"ls", "-la"});
     EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
     auto started = wire::decode<wire::RunStarted>(reply.payload);
@@ -884,16 +924,16 @@ class MonitorRunTest : public MonitorServerTest {
     return wire::encode(exit);
   }
 
-  std::vector<FakeConnection::Sent> sent_of(const std::shared_ptr<FakeConnection>& connection,
+  std::vector<FakePeer::Sent> sent_of(const std::shared_ptr<FakePeer>& connection,
                                             Opcode opcode) {
-    std::vector<FakeConnection::Sent> result;
+    std::vector<FakePeer::Sent> result;
     for (auto& sent : connection->sent()) {
       if (sent.opcode == opcode) result.push_back(sent);
     }
     return result;
   }
 
-  std::shared_ptr<FakeConnection> m_s;
+  std::shared_ptr<FakePeer> m_s;
 };
 
 TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
@@ -902,11 +942,11 @@ TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
   auto p2 = pcomponent("p2", p2_id);
   ASSERT_EQ(create("web").status, 0);
   // p3 cannot set the vNode up: it never gets its programs.
-  auto p3 = std::make_shared<FakeConnection>("p3");
-  p3->answer = [](const FakeConnection::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
+  auto p3 = make_peer("p3");
+  p3->answer = [](const FakePeer::Sent&) { return std::pair<int, std::string>(EIO, "no"); };
   p3_id = join(p3, NodeKind::kPcomponent);
 
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   std::vector<NodeId> placed;
   for (int i = 0; i < 4; ++i) {
     auto reply = run(console, "web", {"ls", "-la"});
@@ -943,7 +983,7 @@ TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
 }
 
 TEST_F(MonitorRunTest, RefusalsAreClear) {
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   auto reply = run(console, "nope", {"ls"});
   EXPECT_EQ(reply.status, ENOENT);
   EXPECT_EQ(text_of(reply.payload), "no vnode named 'nope'");
@@ -955,7 +995,7 @@ TEST_F(MonitorRunTest, RefusalsAreClear) {
 
   NodeId p_id;
   auto p = pcomponent("p", p_id);
-  p->answer = [](const FakeConnection::Sent& sent) {
+  p->answer = [](const FakePeer::Sent& sent) {
     if (sent.opcode == Opcode::MON2P_RUN) return std::pair<int, std::string>(EMFILE, "no pipes");
     return std::pair<int, std::string>(0, "");
   };
@@ -975,7 +1015,7 @@ TEST_F(MonitorRunTest, OutputIsForwardedInOrderAndAnsweredOnlyOnceTheConsoleTook
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   uint64_t id = started_run(console);
   console->hold = true;  // a slow terminal
 
@@ -1018,7 +1058,7 @@ TEST_F(MonitorRunTest, TheExitReachesTheConsoleAndEndsTheRun) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   uint64_t id = started_run(console);
 
   EXPECT_EQ(request(p, Opcode::P2MON_EXIT, exit_of(id, 7)).status, 0);
@@ -1039,8 +1079,8 @@ TEST_F(MonitorRunTest, StdinAndSignalsComeOnlyFromTheRunsConsole) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
-  auto stranger = std::make_shared<FakeConnection>("stranger");
+  auto console = make_peer("console");
+  auto stranger = make_peer("stranger");
   uint64_t id = started_run(console);
 
   wire::RunInput input{};
@@ -1070,7 +1110,7 @@ TEST_F(MonitorRunTest, APcomponentFailureEndsItsRunsWithALostExit) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   uint64_t id = started_run(console);
 
   p->close();  // the pComponent dies mid-run
@@ -1090,7 +1130,7 @@ TEST_F(MonitorRunTest, ASilentPcomponentsRunsAreLostAndKilled) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   uint64_t id = started_run(console);
 
   m_server.check_failures(Clock::now() + 3s);
@@ -1110,7 +1150,7 @@ TEST_F(MonitorRunTest, AConsoleThatLeavesHangsItsProgramUp) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   uint64_t id = started_run(console);
 
   console->close();
@@ -1132,7 +1172,7 @@ TEST_F(MonitorRunTest, AConsoleThatLeavesBeforeTheStartHangsUpOnceStarted) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
   ASSERT_EQ(create("web").status, 0);
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   p->hold = true;  // the program takes a while to start
   wire::RunRequest head{};
   head.vnode_name.set("web");
@@ -1163,7 +1203,7 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
     return record;
   };
   auto answer_with = [](std::vector<wire::ProcessRecord> records) {
-    return [records](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+    return [records](const FakePeer::Sent& sent) -> std::pair<int, std::string> {
       if (sent.opcode != Opcode::MON2P_PS) return {0, ""};
       auto bytes = wire::encode_cluster_list(records);
       return {0, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
@@ -1171,12 +1211,12 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
   };
   p1->answer = answer_with({process(1, 2, "bash"), process(2, 5, "postgres")});
   p2->answer = answer_with({process(1, 1, "init")});
-  p3->answer = [](const FakeConnection::Sent&) {
+  p3->answer = [](const FakePeer::Sent&) {
     return std::pair<int, std::string>(EIO, "wedged");
   };
 
   wire::PsRequest all{};
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   auto reply = request(console, Opcode::CTL2MON_PS, wire::encode(all));
   ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
   auto list = wire::decode_cluster_list<wire::ProcessRecord>(reply.payload);
@@ -1208,13 +1248,13 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
 TEST_F(MonitorRunTest, StatsHoldTheMonitorsCountersThenEachPcomponents) {
   NodeId p_id;
   auto p = pcomponent("p", p_id);
-  p->answer = [](const FakeConnection::Sent& sent) -> std::pair<int, std::string> {
+  p->answer = [](const FakePeer::Sent& sent) -> std::pair<int, std::string> {
     if (sent.opcode != Opcode::MON2P_STATS) return {0, ""};
     auto bytes = wire::encode_cluster_list(std::vector<wire::StatRecord>{
         wire::make_stat("tracer", "stops", 12), wire::make_stat("syscalls", "mmap", 3)});
     return {0, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size())};
   };
-  auto console = std::make_shared<FakeConnection>("console");
+  auto console = make_peer("console");
   auto reply = request(console, Opcode::CTL2MON_STATS);
   ASSERT_EQ(reply.status, 0);
   auto list = wire::decode_cluster_list<wire::StatRecord>(reply.payload);
@@ -1239,16 +1279,15 @@ TEST(MonitorServerStopTest, QueuedRequestsFailWithShutdownAfterStop) {
   MonitorServer server(MonitorServer::Options{});
   server.start();
   server.stop();
-  auto console = std::make_shared<FakeConnection>("console");
+  FakeTransport fabric;  // stops before the server goes
+  auto address = fabric.listen(Address{"fake", 0}, server.dispatcher().handler()).value();
+  FakeTransport console;
+  auto connection = console.connect(address).value();
   wire::VnodeCreateRequest create{};
   create.name.set("web");
-  fabric::Message message;
-  message.header.opcode = static_cast<uint16_t>(Opcode::CTL2MON_VNODE_CREATE);
-  message.payload = wire::encode(create);
-  wire::Header header = message.header;
-  server.dispatcher().dispatch(std::move(message), fabric::Responder(console, header));
-  ASSERT_EQ(console->replies().size(), 1u);
-  EXPECT_EQ(console->replies()[0].status, ESHUTDOWN);
+  auto reply = connection->call(Opcode::CTL2MON_VNODE_CREATE, kNoVnode, wire::encode(create));
+  ASSERT_TRUE(reply) << reply.error().text();
+  EXPECT_EQ(reply->status(), ESHUTDOWN);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The process manager with the real ptrace launcher on a small root tree
 // holding the static sandbox_probe program, driven through its dispatcher
-// as the monitor would, with a fake monitor connection that records the
-// P2MON_ messages (and can hold their answers, as a slow console would).
+// as the monitor would, by a fake monitor over the fake fabric that records
+// the P2MON_ messages (and can hold their answers, as a slow console would).
 // Needs root (as the pComponent does).
 #include "pcomponent/process_manager.h"
 
@@ -19,6 +19,7 @@
 #include "kernel/wire/codec.h"
 #include "kernel/wire/process_messages.h"
 #include "pcomponent/launcher.h"
+#include "tests/unit/fake_transport.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -26,6 +27,7 @@ using namespace std::chrono_literals;
 namespace sk::pcomponent {
 namespace {
 
+using testing::FakeTransport;
 using wire::Opcode;
 
 constexpr VnodeId kVnode = 7;
@@ -42,9 +44,13 @@ class FakeStorage final : public Storage {
   StorageStats stats() override { return {{"getattr", 5}, {"read", 2}}; }
 };
 
-// The monitor's end of the membership connection: records the pComponent's
-// requests (P2MON_OUTPUT, P2MON_EXIT) and the replies to the monitor's.
-class FakeMonitor final : public fabric::Connection {
+// The monitor's end of the membership connection, over the fake fabric: the
+// pComponent's dispatcher listens on one FakeTransport, the monitor
+// connects from another with a handler that records the pComponent's
+// requests (P2MON_OUTPUT, P2MON_EXIT) and answers them, or keeps the
+// Responders of P2MON_OUTPUT when told to hold (as a slow console would).
+// It sends the monitor's requests and records their replies.
+class FakeMonitor {
  public:
   struct Call {
     Opcode opcode;
@@ -58,39 +64,36 @@ class FakeMonitor final : public fabric::Connection {
 
   std::atomic<bool> hold{false};
 
-  void call_async(Opcode opcode, VnodeId, wire::Bytes payload, Duration,
-                  fabric::ReplyCallback done) override {
-    {
-      std::lock_guard lock(m_mutex);
-      m_calls.push_back(Call{opcode, std::move(payload)});
-      if (hold && opcode == Opcode::P2MON_OUTPUT) {
-        m_held.push_back(std::move(done));
-        done = nullptr;
-      }
-    }
-    m_wake.notify_all();
-    if (done) done(ok(opcode));
+  // `dispatcher` serves the pComponent's side; it must outlive this.
+  explicit FakeMonitor(const rpc::Dispatcher& dispatcher) {
+    auto address = m_pcomponent.listen(Address{"fake", 0}, dispatcher.handler()).value();
+    m_connection = m_transport
+                       .connect(address, [this](fabric::Message message,
+                                                fabric::Responder responder) {
+                         serve(std::move(message), std::move(responder));
+                       })
+                       .value();
   }
-  void read_async(fabric::RegionKey, uint64_t, std::span<std::byte>, Duration,
-                  fabric::DoneCallback done) override {
-    done(make_error(EOPNOTSUPP, "fake"));
+
+  // Sends a monitor's request; its reply (or the transport's error, as
+  // minus its errno) joins replies().
+  void send(Opcode opcode, VnodeId vnode, wire::Bytes payload) {
+    m_connection->call_async(
+        opcode, vnode, std::move(payload), 10s, [this, opcode](Result<fabric::Message> reply) {
+          {
+            std::lock_guard lock(m_mutex);
+            if (reply) {
+              m_replies.push_back(Reply{static_cast<uint16_t>(opcode), reply->status(),
+                                        std::move(reply->payload)});
+            } else {
+              m_replies.push_back(Reply{static_cast<uint16_t>(opcode), -reply.error().code(), {}});
+            }
+          }
+          m_wake.notify_all();
+        });
   }
-  void write_async(fabric::RegionKey, uint64_t, wire::ByteView, Duration,
-                   fabric::DoneCallback done) override {
-    done(make_error(EOPNOTSUPP, "fake"));
-  }
-  void send_reply(const wire::Header& request, int status, wire::Bytes payload) override {
-    {
-      std::lock_guard lock(m_mutex);
-      m_replies.push_back(Reply{request.opcode, status, std::move(payload)});
-    }
-    m_wake.notify_all();
-  }
-  std::atomic<bool> open{true};
-  void close() override { open = false; }
-  bool is_open() const override { return open; }
-  std::string peer() const override { return "monitor"; }
-  void set_close_handler(std::function<void()>) override {}
+  // The monitor dies: the link closes on both ends.
+  void close() { m_connection->close(); }
 
   // Waits until `ready` holds (under the lock), at most 10 s.
   bool wait(const std::function<bool()>& ready) {
@@ -112,19 +115,17 @@ class FakeMonitor final : public fabric::Connection {
     return m_held.size();
   }
   void answer_held(int status = 0) {
-    fabric::ReplyCallback done;
+    std::optional<fabric::Responder> responder;
     {
       std::lock_guard lock(m_mutex);
       if (m_held.empty()) return;
-      done = std::move(m_held.front());
+      responder.emplace(std::move(m_held.front()));
       m_held.erase(m_held.begin());
     }
     if (status == 0) {
-      done(ok(Opcode::P2MON_OUTPUT));
+      responder->reply();
     } else {
-      fabric::Message reply = ok(Opcode::P2MON_OUTPUT);
-      reply.header.status = status;
-      done(std::move(reply));
+      responder->fail(make_error(status, "held answer"));
     }
   }
 
@@ -162,11 +163,19 @@ class FakeMonitor final : public fabric::Connection {
   }
 
  private:
-  static fabric::Message ok(Opcode opcode) {
-    fabric::Message reply;
-    reply.header.opcode = static_cast<uint16_t>(opcode);
-    reply.header.flags = wire::kFlagReply;
-    return reply;
+  // The monitor's handler, on its transport's thread.
+  void serve(fabric::Message message, fabric::Responder responder) {
+    auto opcode = static_cast<Opcode>(message.opcode());
+    {
+      std::lock_guard lock(m_mutex);
+      m_calls.push_back(Call{opcode, std::move(message.payload)});
+      if (hold && opcode == Opcode::P2MON_OUTPUT) {
+        m_held.push_back(std::move(responder));
+      } else {
+        responder.reply();
+      }
+    }
+    m_wake.notify_all();
   }
   std::optional<wire::RunExit> exit_locked() {
     for (const auto& call : m_calls) {
@@ -183,7 +192,12 @@ class FakeMonitor final : public fabric::Connection {
   std::condition_variable m_wake;
   std::vector<Call> m_calls;
   std::vector<Reply> m_replies;
-  std::vector<fabric::ReplyCallback> m_held;
+  std::vector<fabric::Responder> m_held;
+
+  // After the state above, so that their threads stop before it goes.
+  FakeTransport m_pcomponent;
+  FakeTransport m_transport;
+  std::shared_ptr<fabric::Connection> m_connection;
 };
 
 class ProcessManagerTest : public ::testing::Test {
@@ -214,17 +228,9 @@ class ProcessManagerTest : public ::testing::Test {
 
   void TearDown() override { m_manager.reset(); }
 
+  // Sends a monitor's request over the fake link.
   void dispatch(Opcode opcode, VnodeId vnode, wire::Bytes payload) {
-    fabric::Message message;
-    message.header.magic = wire::kMagic;
-    message.header.version = wire::kVersion;
-    message.header.opcode = static_cast<uint16_t>(opcode);
-    message.header.vnode = vnode;
-    message.header.request_id = ++m_next_request;
-    message.header.payload_length = static_cast<uint32_t>(payload.size());
-    message.payload = std::move(payload);
-    wire::Header header = message.header;
-    m_dispatcher.dispatch(std::move(message), fabric::Responder(m_monitor, header));
+    m_monitor->send(opcode, vnode, std::move(payload));
   }
 
   // Starts a run; returns what MON2P_RUN answered.
@@ -252,10 +258,9 @@ class ProcessManagerTest : public ::testing::Test {
   static inline std::unique_ptr<Launcher> launcher;
 
   FakeStorage m_storage;
-  std::shared_ptr<FakeMonitor> m_monitor = std::make_shared<FakeMonitor>();
   rpc::Dispatcher m_dispatcher{"test"};
+  std::shared_ptr<FakeMonitor> m_monitor = std::make_shared<FakeMonitor>(m_dispatcher);
   std::unique_ptr<ProcessManager> m_manager;
-  uint64_t m_next_request = 0;
 };
 
 TEST_F(ProcessManagerTest, OutputStreamsAndTheExitComesLast) {
@@ -323,9 +328,11 @@ TEST_F(ProcessManagerTest, SignalsGoToTheProgram) {
   ASSERT_TRUE(m_monitor->wait_for_exit());
   EXPECT_EQ(m_monitor->exit()->code, 143);
   EXPECT_EQ(m_monitor->exit()->signal, SIGTERM);
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_SIGNAL));  // replies cross the link
   EXPECT_EQ(m_monitor->replies(Opcode::MON2P_SIGNAL).at(0).status, 0);
   signal.run = 99;
   dispatch(Opcode::MON2P_SIGNAL, kVnode, wire::encode(signal));
+  ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_SIGNAL, 2));
   EXPECT_EQ(m_monitor->replies(Opcode::MON2P_SIGNAL).at(1).status, ENOENT);
 }
 
@@ -459,8 +466,10 @@ TEST_F(ProcessManagerTest, AQuietProgramIsHungUpWhenTheMonitorConnectionCloses) 
   ASSERT_EQ(start(1, {"sandbox_probe", "wait"}).status, 0);
   std::this_thread::sleep_for(100ms);
   m_monitor->close();  // the monitor died: the program writes nothing, yet learns it
-  ASSERT_TRUE(m_monitor->wait_for_exit());
-  EXPECT_EQ(m_monitor->exit()->signal, SIGHUP);
+  // It is hung up and ends; its P2MON_EXIT cannot reach the dead monitor.
+  for (int i = 0; i < 1000 && m_manager->running() > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(m_manager->running(), 0u);
+  EXPECT_FALSE(m_monitor->exit().has_value());
 }
 
 TEST_F(ProcessManagerTest, AClosedConsoleStreamClosesTheProgramsToo) {
