@@ -211,23 +211,4 @@ NodeId Daemon::node_id() const {
   return m_member ? m_member->node_id() : kNoNode;
 }
 
-template <typename T>
-static Result<T> check_vnode_body(const fabric::Message& request, T body) {
-  if (body.vnode == kNoVnode) return make_error(EINVAL, "vNode id 0 is reserved");
-  if (body.vnode != request.vnode()) {
-    return make_error(EINVAL, "the request names vNode " + std::to_string(body.vnode) +
-                                  " in its body but " + std::to_string(request.vnode()) +
-                                  " in its header");
-  }
-  return body;
-}
-
-Result<wire::VnodeSetup> decode_vnode_setup(const fabric::Message& request) {
-  return check_vnode_body(request, TRY(wire::decode<wire::VnodeSetup>(request.payload)));
-}
-
-Result<wire::VnodeTeardown> decode_vnode_teardown(const fabric::Message& request) {
-  return check_vnode_body(request, TRY(wire::decode<wire::VnodeTeardown>(request.payload)));
-}
-
 }  // namespace sk

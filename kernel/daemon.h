@@ -49,7 +49,10 @@ struct DaemonFlags {
 class Daemon {
  public:
   // What run() needs from the component. The dispatcher serves both the
-  // listener (peers) and the monitor connection; it must outlive run().
+  // listener (peers) and the monitor connection, so it holds both planes'
+  // handlers (rpc::Dispatcher's constructor that takes the planes); it must
+  // outlive run(). The MON2x_VNODE_* bodies are decoded and checked against
+  // the header by the dispatcher (wire::matches_header).
   struct Service {
     const rpc::Dispatcher& dispatcher;
     Member::UsageFn usage;
@@ -98,11 +101,5 @@ class Daemon {
   mutable std::mutex m_member_mutex;               // guards m_member
   const Member* m_member = nullptr;                // set while run() has one
 };
-
-// Decodes the body of a MON2P/MON2M/MON2S_VNODE_CREATE or _DESTROY request
-// and checks that it names the vNode of the header (EINVAL otherwise) and
-// not vNode 0. Every component serves these; one check for all of them.
-Result<wire::VnodeSetup> decode_vnode_setup(const fabric::Message& request);
-Result<wire::VnodeTeardown> decode_vnode_teardown(const fabric::Message& request);
 
 }  // namespace sk

@@ -44,8 +44,7 @@ Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, Placem
     }
   }
   if (best == nullptr) {
-    return make_error(EHOSTUNREACH,
-                      "no alive mComponent serves vNode " + std::to_string(vnode));
+    return make_error(EHOSTUNREACH, "no alive mComponent serves vNode " + std::to_string(vnode));
   }
   ledger.charge(best->id, bytes, now);
   wire::MemoryPlaceReply reply{};
@@ -54,32 +53,27 @@ Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, Placem
   return reply;
 }
 
-void register_memory_placement(rpc::Dispatcher& dispatcher, std::mutex& mutex,
+void register_memory_placement(rpc::ControlDispatcher& dispatcher, std::mutex& mutex,
                                const Membership& membership) {
   auto ledger = std::make_shared<PlacementLedger>();
-  dispatcher.on(wire::Opcode::P2MON_MEMORY_PLACE,
-                [ledger, &mutex, &membership](const rpc::Message& request,
-                                               const rpc::Responder&) -> Result<rpc::Bytes> {
-                  auto place = TRY(wire::decode<wire::MemoryPlaceRequest>(request.payload));
-                  if (place.vnode != request.vnode()) {
-                    return make_error(EINVAL, "P2MON_MEMORY_PLACE names vNode " +
-                                                  std::to_string(place.vnode) + " in a request for " +
-                                                  std::to_string(request.vnode()));
-                  }
-                  Result<wire::MemoryPlaceReply> reply = [&] {
-                    std::lock_guard lock(mutex);
-                    return place_memory(membership, *ledger, place.vnode, place.bytes,
-                                        Clock::now());
-                  }();
-                  if (!reply) {
-                    log.warn("memory for vNode {} from node {}: {}", place.vnode, request.source(),
-                             reply.error().text());
-                    return std::move(reply).error();
-                  }
-                  log.debug("vNode {}: {} from node {} placed on mComponent {}", place.vnode,
-                            format_size(place.bytes), request.source(), reply->node);
-                  return wire::encode(reply.value());
-                });
+  // The dispatcher has checked that the body names the header's vNode
+  // (wire::matches_header).
+  dispatcher.on<wire::Opcode::P2MON_MEMORY_PLACE>(
+      [ledger, &mutex, &membership](const wire::MemoryPlaceRequest& place,
+                                    const rpc::Message& request) -> Result<wire::MemoryPlaceReply> {
+        Result<wire::MemoryPlaceReply> reply = [&] {
+          std::lock_guard lock(mutex);
+          return place_memory(membership, *ledger, place.vnode, place.bytes, Clock::now());
+        }();
+        if (!reply) {
+          log.warn("memory for vNode {} from node {}: {}", place.vnode, request.source(),
+                   reply.error().text());
+          return reply;
+        }
+        log.debug("vNode {}: {} from node {} placed on mComponent {}", place.vnode,
+                  format_size(place.bytes), request.source(), reply->node);
+        return reply;
+      });
 }
 
 }  // namespace sk::monitor

@@ -54,7 +54,7 @@ Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, Placem
 // Serves P2MON_MEMORY_PLACE on `dispatcher` with place_memory(); `mutex`
 // guards `membership` (MonitorServer's m_mutex and m_membership). The
 // ledger lives in the handler.
-void register_memory_placement(rpc::Dispatcher& dispatcher, std::mutex& mutex,
+void register_memory_placement(rpc::ControlDispatcher& dispatcher, std::mutex& mutex,
                                const Membership& membership);
 
 }  // namespace sk::monitor

@@ -23,36 +23,27 @@ using SharedResponder = std::shared_ptr<rpc::Responder>;
 
 namespace {
 
-rpc::Bytes exit_payload(uint64_t run, int code, uint32_t flags, std::string_view text) {
+wire::RunExitBody lost_exit(uint64_t run, std::string_view text) {
   wire::RunExit exit{};
   exit.run = run;
-  exit.code = code;
-  exit.flags = flags;
-  text = text.substr(0, wire::kMaxExitText);
-  exit.text_length = static_cast<uint32_t>(text.size());
-  return wire::encode(exit, wire::as_bytes(text));
+  exit.code = 255;
+  exit.flags = wire::kExitLost;
+  return wire::RunExitBody::of(exit, wire::Tail(text.substr(0, wire::kMaxExitText)));
 }
 
-rpc::Bytes signal_payload(uint64_t run, int signo) {
-  wire::RunSignal message{};
-  message.run = run;
-  message.signo = signo;
-  return wire::encode(message);
+// Sends `signo` to a run's program and forgets the answer.
+void signal_run(fabric::Connection& component, VnodeId vnode, uint64_t run, int signo,
+                Duration timeout) {
+  rpc::call_async<Opcode::MON2P_SIGNAL>(component, vnode, wire::RunSignal{run, signo, 0}, timeout,
+                                        [](Result<wire::Empty>) {});
 }
 
-// Passes a reply (or its failure) back to whoever asked.
-fabric::ReplyCallback relay_to(SharedResponder responder) {
-  return [responder](Result<rpc::Message> reply) {
-    auto checked = rpc::check_reply(std::move(reply));
-    if (checked) {
-      responder->reply(std::move(checked->payload));
-    } else {
-      responder->fail(checked.error());
-    }
-  };
+// Passes a peer's empty reply (or its failure) back to whoever asked.
+template <Opcode Op>
+std::function<void(Result<wire::Empty>)> relay_to(rpc::ReplyTo<Op> reply) {
+  auto shared = std::make_shared<rpc::ReplyTo<Op>>(std::move(reply));
+  return [shared](Result<wire::Empty> answer) { shared->finish(std::move(answer)); };
 }
-
-void ignore_reply(Result<rpc::Message>) {}
 
 // Asks several pComponents the same question at once and hands the records
 // of every answer to `done` once all answered or failed (those are counted
@@ -66,11 +57,16 @@ struct Gathering {
   std::function<void(std::vector<R>, uint32_t)> done;
 };
 
-template <typename R>
+// The records of a list reply (wire::RecordList).
+template <Opcode Op>
+using RecordOf = typename decltype(wire::ReplyOf<Op>::records)::value_type;
+
+template <Opcode Op>
 void gather(const std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connection>>>& targets,
-            Opcode opcode, VnodeId vnode, const rpc::Bytes& payload, Duration timeout,
-            std::function<void(R&, NodeId)> fix,
-            std::function<void(std::vector<R>, uint32_t)> done) {
+            VnodeId vnode, const wire::RequestOf<Op>& request, Duration timeout,
+            std::function<void(RecordOf<Op>&, NodeId)> fix,
+            std::function<void(std::vector<RecordOf<Op>>, uint32_t)> done) {
+  using R = RecordOf<Op>;
   auto state = std::make_shared<Gathering<R>>();
   state->outstanding = targets.size() + 1;  // +1: held until every request is out
   state->done = std::move(done);
@@ -95,23 +91,15 @@ void gather(const std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connecti
       finish({}, false);
       continue;
     }
-    connection->call_async(
-        opcode, vnode, payload, timeout, [finish, fix, id, opcode](Result<rpc::Message> reply) {
-          auto checked = rpc::check_reply(std::move(reply));
-          if (!checked) {
-            log.warn("{} to pComponent {}: {}", wire::opcode_name(static_cast<uint16_t>(opcode)),
-                     id, checked.error().text());
-            finish({}, false);
-            return;
-          }
-          auto list = wire::decode_cluster_list<R>(checked->payload);
+    rpc::call_async<Op>(
+        *connection, vnode, request, timeout, [finish, fix, id](Result<wire::ReplyOf<Op>> list) {
           if (!list) {
-            log.warn("bad {} reply from pComponent {}: {}",
-                     wire::opcode_name(static_cast<uint16_t>(opcode)), id, list.error().text());
+            log.warn("{} to pComponent {}: {}", wire::opcode_name(static_cast<uint16_t>(Op)), id,
+                     list.error().text());
             finish({}, false);
             return;
           }
-          auto records = std::move(list->second);
+          auto records = std::move(list->records);
           for (R& record : records) fix(record, id);
           finish(std::move(records), true);
         });
@@ -122,30 +110,41 @@ void gather(const std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connecti
 }  // namespace
 
 void MonitorServer::register_run_handlers() {
-  auto bind = [this](void (MonitorServer::*handler)(rpc::Message, rpc::Responder)) {
-    return [this, handler](rpc::Message request, rpc::Responder responder) {
-      (this->*handler)(std::move(request), std::move(responder));
-    };
-  };
-  m_dispatcher.on_async(Opcode::CTL2MON_RUN, bind(&MonitorServer::handle_run));
-  m_dispatcher.on_async(Opcode::CTL2MON_STDIN, bind(&MonitorServer::handle_stdin));
-  m_dispatcher.on_async(Opcode::CTL2MON_SIGNAL, bind(&MonitorServer::handle_signal));
-  m_dispatcher.on_async(Opcode::CTL2MON_PS, bind(&MonitorServer::handle_ps));
-  m_dispatcher.on_async(Opcode::CTL2MON_STATS, bind(&MonitorServer::handle_stats));
-  m_dispatcher.on_async(Opcode::P2MON_OUTPUT, bind(&MonitorServer::handle_output));
-  m_dispatcher.on_async(Opcode::P2MON_EXIT, bind(&MonitorServer::handle_exit));
+  m_dispatcher.on_deferred<Opcode::CTL2MON_RUN>(
+      [this](wire::RunCommand command, rpc::Message, ReplyTo<Opcode::CTL2MON_RUN> reply) {
+        handle_run(std::move(command), std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::CTL2MON_STDIN>(
+      [this](wire::RunInputBody input, rpc::Message, ReplyTo<Opcode::CTL2MON_STDIN> reply) {
+        handle_stdin(std::move(input), std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::CTL2MON_SIGNAL>(
+      [this](wire::RunSignal signal, rpc::Message, ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
+        handle_signal(signal, std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::CTL2MON_PS>(
+      [this](wire::PsRequest request, rpc::Message, ReplyTo<Opcode::CTL2MON_PS> reply) {
+        handle_ps(request, std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::CTL2MON_STATS>(
+      [this](wire::Empty, rpc::Message, ReplyTo<Opcode::CTL2MON_STATS> reply) {
+        handle_stats(std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::P2MON_OUTPUT>(
+      [this](wire::RunOutputBody output, rpc::Message, ReplyTo<Opcode::P2MON_OUTPUT> reply) {
+        handle_output(std::move(output), std::move(reply));
+      });
+  m_dispatcher.on_deferred<Opcode::P2MON_EXIT>(
+      [this](wire::RunExitBody exit, rpc::Message, ReplyTo<Opcode::P2MON_EXIT> reply) {
+        handle_exit(std::move(exit), std::move(reply));
+      });
 }
 
 // ---- run --------------------------------------------------------------------
 
-void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
-  auto command = wire::decode_run(request.payload);
-  if (!command) {
-    responder.fail(command.error());
-    return;
-  }
-  std::shared_ptr<fabric::Connection> console = responder.connection();
-  std::string name = command->request.vnode_name.str();
+void MonitorServer::handle_run(wire::RunCommand command, ReplyTo<Opcode::CTL2MON_RUN> reply) {
+  std::shared_ptr<fabric::Connection> console = reply.connection();
+  std::string name = command.request.vnode_name.str();
 
   RunEntry entry;
   bool watch_console = false;
@@ -157,8 +156,8 @@ void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
     }
     const VnodeEntry* vnode = m_vnodes.find(name);
     if (vnode == nullptr) return make_error(ENOENT, "no vnode named '" + name + "'");
-    auto picked = m_membership.pick_pcomponent(
-        vnode->id, [this](NodeId id) { return m_runs.count_on(id); });
+    auto picked =
+        m_membership.pick_pcomponent(vnode->id, [this](NodeId id) { return m_runs.count_on(id); });
     if (auto* failure = std::get_if<Membership::PickFailure>(&picked)) {
       ++m_run_counters.refused;
       if (*failure == Membership::PickFailure::kNoPcomponent) {
@@ -173,16 +172,16 @@ void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
     entry.pcomponent = node;
     entry.console = console;
     entry.component = m_membership.find(node)->connection;
-    if (!entry.component) return make_error(ENOTCONN, "pComponent " + std::to_string(node) +
-                                                          " has no connection");
+    if (!entry.component)
+      return make_error(ENOTCONN, "pComponent " + std::to_string(node) + " has no connection");
     m_runs.add(entry);
     watch_console = m_consoles.insert(console.get()).second;
     return {};
   }();
   if (!placed) {
-    log.info("run of '{}' on vnode '{}' refused: {}", command->argv[0], name,
+    log.info("run of '{}' on vnode '{}' refused: {}", command.argv[0], name,
              placed.error().message());
-    responder.fail(placed.error());
+    reply.fail(placed.error());
     return;
   }
   if (watch_console) {
@@ -190,26 +189,20 @@ void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
     const fabric::Connection* raw = console.get();
     console->set_close_handler([this, raw] { on_console_closed(raw); });
   }
-  log.info("run {}: '{}' on vnode '{}' goes to pComponent {}", entry.id, command->argv[0], name,
+  log.info("run {}: '{}' on vnode '{}' goes to pComponent {}", entry.id, command.argv[0], name,
            entry.pcomponent);
 
   // The console's request, with the run id filled in.
-  wire::RunRequest head = command->request;
-  head.run = entry.id;
-  rpc::Bytes payload = std::move(request.payload);
-  std::memcpy(payload.data(), &head, sizeof head);
+  command.request.run = entry.id;
 
-  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
+  auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_RUN>>(std::move(reply));
   uint64_t id = entry.id;
   NodeId node = entry.pcomponent;
   VnodeId vnode = entry.vnode;
   Duration timeout = m_options.run_timeout;
-  entry.component->call_async(
-      Opcode::MON2P_RUN, vnode, std::move(payload), timeout,
-      [this, id, node, vnode, timeout, shared](Result<rpc::Message> reply) {
-        auto checked = rpc::check_reply(std::move(reply));
-        auto started = checked ? wire::decode<wire::RunStarted>(checked->payload)
-                               : Result<wire::RunStarted>(std::move(checked).error());
+  rpc::call_async<Opcode::MON2P_RUN>(
+      *entry.component, vnode, std::move(command), timeout,
+      [this, id, node, vnode, timeout, shared](Result<wire::RunStarted> started) {
         std::shared_ptr<fabric::Connection> console;
         std::shared_ptr<fabric::Connection> component;
         bool known = false;
@@ -253,8 +246,7 @@ void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
         if (!console) {
           // The console left while the program started.
           log.info("run {}: its console left before it started; hanging it up", id);
-          component->call_async(Opcode::MON2P_SIGNAL, vnode, signal_payload(id, SIGHUP),
-                                m_options.query_timeout, ignore_reply);
+          signal_run(*component, vnode, id, SIGHUP, m_options.query_timeout);
         }
         wire::RunStarted answer = started.value();
         answer.run = id;
@@ -262,24 +254,19 @@ void MonitorServer::handle_run(rpc::Message request, rpc::Responder responder) {
         answer.vnode = vnode;
         log.debug("run {}: started as vNode pid {} (host pid {})", id, answer.vnode_pid,
                   answer.host_pid);
-        shared->reply(wire::encode(answer));
+        shared->reply(answer);
       });
 }
 
-void MonitorServer::handle_output(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode_sized<wire::RunOutput>(request.payload, &wire::RunOutput::length);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  uint64_t run = decoded->first.run;
+void MonitorServer::handle_output(wire::RunOutputBody output, ReplyTo<Opcode::P2MON_OUTPUT> reply) {
+  uint64_t run = output.head.run;
   std::shared_ptr<fabric::Connection> console;
   VnodeId vnode = kNoVnode;
   auto found = [&]() -> Result<void> {
     std::lock_guard lock(m_mutex);
     RunEntry* entry = m_runs.find(run);
     if (entry == nullptr) return make_error(ENOENT, "no run " + std::to_string(run));
-    if (entry->component.get() != responder.connection().get()) {
+    if (entry->component.get() != reply.connection().get()) {
       return make_error(EPERM, "run " + std::to_string(run) + " is not on this pComponent");
     }
     if (!entry->console) {
@@ -288,33 +275,27 @@ void MonitorServer::handle_output(rpc::Message request, rpc::Responder responder
     console = entry->console;
     vnode = entry->vnode;
     ++m_run_counters.output_chunks;
-    m_run_counters.output_bytes += decoded->first.length;
+    m_run_counters.output_bytes += output.head.length;
     return {};
   }();
   if (!found) {
-    responder.fail(found.error());
+    reply.fail(found.error());
     return;
   }
   // The pComponent's chunk is answered when the console's is: that is the
   // whole flow control, and nothing waits here.
-  console->call_async(Opcode::MON2CTL_OUTPUT, vnode, std::move(request.payload),
-                      m_options.stream_timeout,
-                      relay_to(std::make_shared<rpc::Responder>(std::move(responder))));
+  rpc::call_async<Opcode::MON2CTL_OUTPUT>(*console, vnode, std::move(output),
+                                          m_options.stream_timeout, relay_to(std::move(reply)));
 }
 
-void MonitorServer::handle_exit(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode_sized<wire::RunExit>(request.payload, &wire::RunExit::text_length);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  const wire::RunExit& exit = decoded->first;
+void MonitorServer::handle_exit(wire::RunExitBody body, ReplyTo<Opcode::P2MON_EXIT> reply) {
+  const wire::RunExit exit = body.head;
   std::optional<RunEntry> entry;
   auto found = [&]() -> Result<void> {
     std::lock_guard lock(m_mutex);
     RunEntry* known = m_runs.find(exit.run);
     if (known == nullptr) return make_error(ENOENT, "no run " + std::to_string(exit.run));
-    if (known->component.get() != responder.connection().get()) {
+    if (known->component.get() != reply.connection().get()) {
       return make_error(EPERM, "run " + std::to_string(exit.run) + " is not on this pComponent");
     }
     entry = m_runs.remove(exit.run);
@@ -322,25 +303,20 @@ void MonitorServer::handle_exit(rpc::Message request, rpc::Responder responder) 
     return {};
   }();
   if (!found) {
-    responder.fail(found.error());
+    reply.fail(found.error());
     return;
   }
-  responder.reply();
+  reply.reply(wire::Empty{});
   log.info("run {} on vnode '{}' ended: status {}{}", exit.run, entry->vnode_name, exit.code,
            exit.signal != 0 ? fmt::format(" (signal {})", exit.signal) : std::string());
   if (entry->console) {
-    entry->console->call_async(Opcode::MON2CTL_EXIT, entry->vnode, std::move(request.payload),
-                               m_options.query_timeout, ignore_reply);
+    rpc::call_async<Opcode::MON2CTL_EXIT>(*entry->console, entry->vnode, std::move(body),
+                                          m_options.query_timeout, [](Result<wire::Empty>) {});
   }
 }
 
-void MonitorServer::handle_stdin(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode_sized<wire::RunInput>(request.payload, &wire::RunInput::length);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  uint64_t run = decoded->first.run;
+void MonitorServer::handle_stdin(wire::RunInputBody input, ReplyTo<Opcode::CTL2MON_STDIN> reply) {
+  uint64_t run = input.head.run;
   std::shared_ptr<fabric::Connection> component;
   VnodeId vnode = kNoVnode;
   auto found = [&]() -> Result<void> {
@@ -349,30 +325,24 @@ void MonitorServer::handle_stdin(rpc::Message request, rpc::Responder responder)
     if (entry == nullptr || !entry->started) {
       return make_error(ENOENT, "run " + std::to_string(run) + " is not running");
     }
-    if (entry->console.get() != responder.connection().get()) {
+    if (entry->console.get() != reply.connection().get()) {
       return make_error(EPERM, "run " + std::to_string(run) + " belongs to another console");
     }
     component = entry->component;
     vnode = entry->vnode;
-    m_run_counters.input_bytes += decoded->first.length;
+    m_run_counters.input_bytes += input.head.length;
     return {};
   }();
   if (!found) {
-    responder.fail(found.error());
+    reply.fail(found.error());
     return;
   }
-  component->call_async(Opcode::MON2P_STDIN, vnode, std::move(request.payload),
-                        m_options.stream_timeout,
-                        relay_to(std::make_shared<rpc::Responder>(std::move(responder))));
+  rpc::call_async<Opcode::MON2P_STDIN>(*component, vnode, std::move(input),
+                                       m_options.stream_timeout, relay_to(std::move(reply)));
 }
 
-void MonitorServer::handle_signal(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode<wire::RunSignal>(request.payload);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  uint64_t run = decoded->run;
+void MonitorServer::handle_signal(wire::RunSignal signal, ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
+  uint64_t run = signal.run;
   std::shared_ptr<fabric::Connection> component;
   VnodeId vnode = kNoVnode;
   auto found = [&]() -> Result<void> {
@@ -381,7 +351,7 @@ void MonitorServer::handle_signal(rpc::Message request, rpc::Responder responder
     if (entry == nullptr || !entry->started) {
       return make_error(ENOENT, "run " + std::to_string(run) + " is not running");
     }
-    if (entry->console.get() != responder.connection().get()) {
+    if (entry->console.get() != reply.connection().get()) {
       return make_error(EPERM, "run " + std::to_string(run) + " belongs to another console");
     }
     component = entry->component;
@@ -390,13 +360,12 @@ void MonitorServer::handle_signal(rpc::Message request, rpc::Responder responder
     return {};
   }();
   if (!found) {
-    responder.fail(found.error());
+    reply.fail(found.error());
     return;
   }
-  log.info("run {}: signal {} from its console", run, decoded->signo);
-  component->call_async(Opcode::MON2P_SIGNAL, vnode, std::move(request.payload),
-                        m_options.query_timeout,
-                        relay_to(std::make_shared<rpc::Responder>(std::move(responder))));
+  log.info("run {}: signal {} from its console", run, signal.signo);
+  rpc::call_async<Opcode::MON2P_SIGNAL>(*component, vnode, signal, m_options.query_timeout,
+                                        relay_to(std::move(reply)));
 }
 
 void MonitorServer::on_console_closed(const fabric::Connection* connection) {
@@ -414,8 +383,7 @@ void MonitorServer::on_console_closed(const fabric::Connection* connection) {
   }
   for (auto& [id, vnode, component] : hangups) {
     log.info("run {}: its console left; hanging it up", id);
-    component->call_async(Opcode::MON2P_SIGNAL, vnode, signal_payload(id, SIGHUP),
-                          m_options.query_timeout, ignore_reply);
+    signal_run(*component, vnode, id, SIGHUP, m_options.query_timeout);
   }
 }
 
@@ -434,29 +402,21 @@ void MonitorServer::end_runs_of(NodeId node) {
   for (RunEntry& entry : lost) {
     log.warn("run {} on vnode '{}' lost: {}", entry.id, entry.vnode_name, why);
     if (entry.console) {
-      entry.console->call_async(Opcode::MON2CTL_EXIT, entry.vnode,
-                                exit_payload(entry.id, 255, wire::kExitLost, why),
-                                m_options.query_timeout, ignore_reply);
+      rpc::call_async<Opcode::MON2CTL_EXIT>(*entry.console, entry.vnode, lost_exit(entry.id, why),
+                                            m_options.query_timeout, [](Result<wire::Empty>) {});
     }
     // A pComponent declared failed for its silence may still be there:
     // its console was told the program is gone, so make it so.
     if (entry.component && entry.component->is_open()) {
-      entry.component->call_async(Opcode::MON2P_SIGNAL, entry.vnode,
-                                  signal_payload(entry.id, SIGKILL), m_options.query_timeout,
-                                  ignore_reply);
+      signal_run(*entry.component, entry.vnode, entry.id, SIGKILL, m_options.query_timeout);
     }
   }
 }
 
 // ---- ps and stats -------------------------------------------------------------
 
-void MonitorServer::handle_ps(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode<wire::PsRequest>(request.payload);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  std::string name = decoded->vnode_name.str();
+void MonitorServer::handle_ps(const wire::PsRequest& request, ReplyTo<Opcode::CTL2MON_PS> reply) {
+  std::string name = request.vnode_name.str();
   VnodeId filter = kNoVnode;
   std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connection>>> targets;
   auto names = std::make_shared<std::map<VnodeId, std::string>>();
@@ -465,7 +425,7 @@ void MonitorServer::handle_ps(rpc::Message request, rpc::Responder responder) {
     if (!name.empty()) {
       const VnodeEntry* vnode = m_vnodes.find(name);
       if (vnode == nullptr) {
-        responder.fail(make_error(ENOENT, "no vnode named '" + name + "'"));
+        reply.fail(make_error(ENOENT, "no vnode named '" + name + "'"));
         return;
       }
       filter = vnode->id;
@@ -475,10 +435,9 @@ void MonitorServer::handle_ps(rpc::Message request, rpc::Responder responder) {
       targets.emplace_back(id, m_membership.find(id)->connection);
     }
   }
-  wire::PsQuery query{filter, 0};
-  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-  gather<wire::ProcessRecord>(
-      targets, Opcode::MON2P_PS, filter, wire::encode(query), m_options.query_timeout,
+  auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_PS>>(std::move(reply));
+  gather<Opcode::MON2P_PS>(
+      targets, filter, wire::PsQuery{filter, 0}, m_options.query_timeout,
       [names](wire::ProcessRecord& record, NodeId node) {
         record.pcomponent = node;
         auto it = names->find(record.vnode);
@@ -489,11 +448,11 @@ void MonitorServer::handle_ps(rpc::Message request, rpc::Responder responder) {
           return std::tuple(a.vnode_name.view(), a.pcomponent, a.pid) <
                  std::tuple(b.vnode_name.view(), b.pcomponent, b.pid);
         });
-        shared->reply(wire::encode_cluster_list(records, unanswered));
+        shared->reply(wire::ProcessList{{0, unanswered}, std::move(records)});
       });
 }
 
-void MonitorServer::handle_stats(rpc::Message, rpc::Responder responder) {
+void MonitorServer::handle_stats(ReplyTo<Opcode::CTL2MON_STATS> reply) {
   std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connection>>> targets;
   {
     std::lock_guard lock(m_mutex);
@@ -501,16 +460,16 @@ void MonitorServer::handle_stats(rpc::Message, rpc::Responder responder) {
       targets.emplace_back(id, m_membership.find(id)->connection);
     }
   }
-  auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-  gather<wire::StatRecord>(
-      targets, Opcode::MON2P_STATS, kNoVnode, {}, m_options.query_timeout,
+  auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_STATS>>(std::move(reply));
+  gather<Opcode::MON2P_STATS>(
+      targets, kNoVnode, wire::Empty{}, m_options.query_timeout,
       [](wire::StatRecord& record, NodeId node) { record.node = node; },
       [this, shared](std::vector<wire::StatRecord> records, uint32_t unanswered) {
         std::stable_sort(records.begin(), records.end(),
                          [](const auto& a, const auto& b) { return a.node < b.node; });
         auto all = own_stats();
         all.insert(all.end(), records.begin(), records.end());
-        shared->reply(wire::encode_cluster_list(all, unanswered));
+        shared->reply(wire::StatList{{0, unanswered}, std::move(all)});
       });
 }
 

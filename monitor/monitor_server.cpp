@@ -48,78 +48,54 @@ static std::string describe(NodeId id, NodeKind kind, const std::string& address
   return fmt::format("node {} ({} at {})", id, to_string(kind), address);
 }
 
-// Encodes a list reply: ListReply{count} followed by the records.
-template <typename R>
-static rpc::Bytes encode_list(const std::vector<R>& records) {
-  wire::ListReply head{};
-  head.count = static_cast<uint32_t>(records.size());
-  wire::ByteView tail(reinterpret_cast<const std::byte*>(records.data()),
-                      records.size() * sizeof(R));
-  return wire::encode(head, tail);
-}
-
 MonitorServer::MonitorServer(Options options)
     : m_options(std::move(options)),
       m_membership(m_options.address, m_options.fabric, m_options.failure_timeout, unix_now_ms()) {
-  m_dispatcher.on_async(Opcode::C2MON_JOIN, [this](rpc::Message request, rpc::Responder responder) {
-    handle_join(std::move(request), std::move(responder));
-  });
-  m_dispatcher.on(Opcode::C2MON_HEARTBEAT,
-                  [this](const rpc::Message& request, const rpc::Responder&) {
-                    return handle_heartbeat(request);
-                  });
-  m_dispatcher.on(Opcode::C2MON_LEAVE, [this](const rpc::Message& request, const rpc::Responder&) {
-    return handle_leave(request);
-  });
-  m_dispatcher.on(Opcode::CTL2MON_NODES,
-                  [this](const rpc::Message&, const rpc::Responder&) { return handle_nodes(); });
-  m_dispatcher.on(Opcode::CTL2MON_VNODE_LIST, [this](const rpc::Message&, const rpc::Responder&) {
-    return handle_vnode_list();
-  });
+  m_dispatcher.on_deferred<Opcode::C2MON_JOIN>(
+      [this](const wire::JoinRequest& join, rpc::Message, ReplyTo<Opcode::C2MON_JOIN> reply) {
+        handle_join(join, std::move(reply));
+      });
+  m_dispatcher.on<Opcode::C2MON_HEARTBEAT>(
+      [this](const wire::Heartbeat& heartbeat, const rpc::Message&) {
+        return handle_heartbeat(heartbeat);
+      });
+  m_dispatcher.on<Opcode::C2MON_LEAVE>(
+      [this](const wire::LeaveRequest& leave, const rpc::Message&) { return handle_leave(leave); });
+  m_dispatcher.on<Opcode::CTL2MON_NODES>(
+      [this](const wire::Empty&, const rpc::Message&) { return handle_nodes(); });
+  m_dispatcher.on<Opcode::CTL2MON_VNODE_LIST>(
+      [this](const wire::Empty&, const rpc::Message&) { return handle_vnode_list(); });
   // Creation and destruction wait for components, so they go to the worker.
-  // The Responder is move-only and a Job must be copyable: share it.
-  m_dispatcher.on_async(Opcode::CTL2MON_VNODE_CREATE,
-                        [this](rpc::Message request, rpc::Responder responder) {
-                          auto decoded = wire::decode<wire::VnodeCreateRequest>(request.payload);
-                          if (!decoded) {
-                            responder.fail(decoded.error());
-                            return;
-                          }
-                          auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-                          enqueue([this, request = decoded.value(), shared](bool cancelled) {
-                            if (cancelled) {
-                              shared->fail(make_error(ESHUTDOWN, "the monitor is shutting down"));
-                              return;
-                            }
-                            auto record = create_vnode(request);
-                            if (record) {
-                              shared->reply(wire::encode(record.value()));
-                            } else {
-                              shared->fail(record.error());
-                            }
-                          });
-                        });
-  m_dispatcher.on_async(Opcode::CTL2MON_VNODE_DESTROY,
-                        [this](rpc::Message request, rpc::Responder responder) {
-                          auto decoded = wire::decode<wire::VnodeDestroyRequest>(request.payload);
-                          if (!decoded) {
-                            responder.fail(decoded.error());
-                            return;
-                          }
-                          auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-                          enqueue([this, name = decoded->name.str(), shared](bool cancelled) {
-                            if (cancelled) {
-                              shared->fail(make_error(ESHUTDOWN, "the monitor is shutting down"));
-                              return;
-                            }
-                            auto done = destroy_vnode(name);
-                            if (done) {
-                              shared->reply();
-                            } else {
-                              shared->fail(done.error());
-                            }
-                          });
-                        });
+  // The reply is move-only and a Job must be copyable: share it.
+  m_dispatcher.on_deferred<Opcode::CTL2MON_VNODE_CREATE>(
+      [this](wire::VnodeCreateRequest request, rpc::Message,
+             ReplyTo<Opcode::CTL2MON_VNODE_CREATE> reply) {
+        auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_VNODE_CREATE>>(std::move(reply));
+        enqueue([this, request, shared](bool cancelled) {
+          if (cancelled) {
+            shared->fail(make_error(ESHUTDOWN, "the monitor is shutting down"));
+            return;
+          }
+          shared->finish(create_vnode(request));
+        });
+      });
+  m_dispatcher.on_deferred<Opcode::CTL2MON_VNODE_DESTROY>(
+      [this](wire::VnodeDestroyRequest request, rpc::Message,
+             ReplyTo<Opcode::CTL2MON_VNODE_DESTROY> reply) {
+        auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_VNODE_DESTROY>>(std::move(reply));
+        enqueue([this, name = request.name.str(), shared](bool cancelled) {
+          if (cancelled) {
+            shared->fail(make_error(ESHUTDOWN, "the monitor is shutting down"));
+            return;
+          }
+          auto done = destroy_vnode(name);
+          if (done) {
+            shared->reply(wire::Empty{});
+          } else {
+            shared->fail(done.error());
+          }
+        });
+      });
   register_run_handlers();
   register_memory_placement(m_dispatcher, m_mutex, m_membership);
 }
@@ -215,8 +191,7 @@ void MonitorServer::check_failures(Clock::time_point now) {
     failed = m_membership.detect_failures(now);
     for (NodeId id : failed) {
       const NodeEntry* node = m_membership.find(id);
-      auto age =
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - node->last_heartbeat);
+      auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - node->last_heartbeat);
       log.warn(
           "{} failed: no heartbeat for {} ms (timeout {} ms)",
           describe(id, node->kind, node->address), age.count(),
@@ -229,15 +204,8 @@ void MonitorServer::check_failures(Clock::time_point now) {
 
 // ---- membership (transport thread) -----------------------------------------
 
-void MonitorServer::handle_join(rpc::Message request, rpc::Responder responder) {
-  auto decoded = wire::decode<wire::JoinRequest>(request.payload);
-  if (!decoded) {
-    log.warn("refused a join from {}: {}", responder.connection()->peer(), decoded.error().text());
-    responder.fail(decoded.error());
-    return;
-  }
-  const wire::JoinRequest& join = decoded.value();
-  std::shared_ptr<fabric::Connection> connection = responder.connection();
+void MonitorServer::handle_join(const wire::JoinRequest& join, ReplyTo<Opcode::C2MON_JOIN> reply) {
+  std::shared_ptr<fabric::Connection> connection = reply.connection();
   NodeId id;
   {
     std::lock_guard lock(m_mutex);
@@ -253,10 +221,7 @@ void MonitorServer::handle_join(rpc::Message request, rpc::Responder responder) 
   const fabric::Connection* raw = connection.get();
   connection->set_close_handler([this, id, raw] { on_connection_closed(id, raw); });
 
-  wire::JoinReply reply{};
-  reply.node = id;
-  reply.heartbeat_interval_ms = kHeartbeatIntervalMs;
-  responder.reply(wire::encode(reply));
+  reply.reply(wire::JoinReply{id, kHeartbeatIntervalMs});
   // Queued after the reply so that the component learns its id before it
   // hears about vNodes.
   enqueue([this, id](bool cancelled) {
@@ -264,8 +229,7 @@ void MonitorServer::handle_join(rpc::Message request, rpc::Responder responder) 
   });
 }
 
-Result<rpc::Bytes> MonitorServer::handle_heartbeat(const rpc::Message& request) {
-  auto heartbeat = TRY(wire::decode<wire::Heartbeat>(request.payload));
+Result<void> MonitorServer::handle_heartbeat(const wire::Heartbeat& heartbeat) {
   Membership::HeartbeatOutcome outcome;
   std::string who;
   {
@@ -290,11 +254,10 @@ Result<rpc::Bytes> MonitorServer::handle_heartbeat(const rpc::Message& request) 
     case Membership::HeartbeatOutcome::kUpdated:
       break;
   }
-  return rpc::Bytes{};
+  return {};
 }
 
-Result<rpc::Bytes> MonitorServer::handle_leave(const rpc::Message& request) {
-  auto leave = TRY(wire::decode<wire::LeaveRequest>(request.payload));
+Result<void> MonitorServer::handle_leave(const wire::LeaveRequest& leave) {
   std::string who;
   {
     std::lock_guard lock(m_mutex);
@@ -305,7 +268,7 @@ Result<rpc::Bytes> MonitorServer::handle_leave(const rpc::Message& request) {
     who = describe(node->id, node->kind, node->address);
   }
   log.info("{} left", who);
-  return rpc::Bytes{};
+  return {};
 }
 
 void MonitorServer::on_connection_closed(NodeId id, const fabric::Connection* connection) {
@@ -318,13 +281,13 @@ void MonitorServer::on_connection_closed(NodeId id, const fabric::Connection* co
   end_runs_of(id);
 }
 
-Result<rpc::Bytes> MonitorServer::handle_nodes() {
+Result<wire::NodeList> MonitorServer::handle_nodes() {
   std::lock_guard lock(m_mutex);
-  auto records = m_membership.records(Clock::now(), static_cast<uint32_t>(m_vnodes.size()));
-  return encode_list(records);
+  return wire::NodeList{{},
+                        m_membership.records(Clock::now(), static_cast<uint32_t>(m_vnodes.size()))};
 }
 
-Result<rpc::Bytes> MonitorServer::handle_vnode_list() {
+Result<wire::VnodeList> MonitorServer::handle_vnode_list() {
   std::vector<wire::VnodeRecord> records;
   {
     std::lock_guard lock(m_mutex);
@@ -333,7 +296,7 @@ Result<rpc::Bytes> MonitorServer::handle_vnode_list() {
       records.back().processes = static_cast<uint32_t>(m_runs.count_of_vnode(entry.id));
     }
   }
-  return encode_list(records);
+  return wire::VnodeList{{}, std::move(records)};
 }
 
 // ---- vNodes (worker thread) --------------------------------------------------
@@ -370,25 +333,23 @@ std::vector<Result<void>> MonitorServer::call_all(const std::vector<Target>& tar
       finish(make_error(ENOTCONN, "no open connection"));
       continue;
     }
-    target.connection->call_async(opcode_for(target.kind), vnode, payload,
-                                  target.kind == NodeKind::kScomponent
-                                      ? m_options.root_timeout
-                                      : m_options.component_timeout,
-                                  [finish](Result<rpc::Message> reply) {
-                                    auto checked = rpc::check_reply(std::move(reply));
-                                    if (checked) {
-                                      finish({});
-                                    } else {
-                                      finish(std::move(checked).error());
-                                    }
-                                  });
+    target.connection->call_async(
+        opcode_for(target.kind), vnode, payload,
+        target.kind == NodeKind::kScomponent ? m_options.root_timeout : m_options.component_timeout,
+        [finish](Result<rpc::Message> reply) {
+          auto checked = rpc::check_reply(std::move(reply));
+          if (checked) {
+            finish({});
+          } else {
+            finish(std::move(checked).error());
+          }
+        });
   }
 
   std::unique_lock lock(collector->mutex);
-  collector->done.wait_for(lock,
-                           std::max(m_options.component_timeout, m_options.root_timeout) +
-                               kCallbackGrace,
-                           [&] { return collector->outstanding == 0; });
+  collector->done.wait_for(
+      lock, std::max(m_options.component_timeout, m_options.root_timeout) + kCallbackGrace,
+      [&] { return collector->outstanding == 0; });
   std::vector<Result<void>> results;
   for (auto& result : collector->results) {
     if (result) {
@@ -438,9 +399,9 @@ Result<wire::VnodeRecord> MonitorServer::create_vnode(const wire::VnodeCreateReq
     // The sComponent may have set the root up and then failed to answer in
     // time; tell it to drop whatever it has. Its answer does not matter.
     if (root.connection) {
-      root.connection->call_async(Opcode::MON2S_VNODE_DESTROY, entry.id,
-                                  wire::encode(wire::VnodeTeardown{entry.id, 0}),
-                                  m_options.component_timeout, [](Result<rpc::Message>) {});
+      rpc::call_async<Opcode::MON2S_VNODE_DESTROY>(
+          *root.connection, entry.id, wire::VnodeTeardown{entry.id, 0}, m_options.component_timeout,
+          [](Result<wire::Empty>) {});
     }
     log.warn("vnode '{}' not created: {} could not set up its root: {}", entry.name,
              describe(root.id, root.kind, root.address), rooted.error().text());

@@ -63,6 +63,7 @@
 #include "kernel/config.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/rpc/rpc.h"
+#include "kernel/wire/message_list.h"
 #include "kernel/wire/process_messages.h"
 #include "monitor/membership.h"
 #include "monitor/run_table.h"
@@ -108,8 +109,9 @@ class MonitorServer {
   MonitorServer(const MonitorServer&) = delete;
   MonitorServer& operator=(const MonitorServer&) = delete;
 
-  // Serves C2MON_* and CTL2MON_*; must outlive the transport's use of it.
-  const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  // Serves C2MON_*, CTL2MON_* and P2MON_* (the control plane: the monitor
+  // serves no other); must outlive the transport's use of it.
+  const rpc::ControlDispatcher& dispatcher() const { return m_dispatcher; }
 
   // The bound listen address, once known.
   void set_address(std::string address);
@@ -142,24 +144,27 @@ class MonitorServer {
   // A job gets `cancelled` = true when the monitor stops before running it.
   using Job = std::function<void(bool cancelled)>;
 
+  template <wire::Opcode Op>
+  using ReplyTo = rpc::ReplyTo<Op>;
+
   // Transport thread.
-  void handle_join(rpc::Message request, rpc::Responder responder);
-  Result<rpc::Bytes> handle_heartbeat(const rpc::Message& request);
-  Result<rpc::Bytes> handle_leave(const rpc::Message& request);
-  Result<rpc::Bytes> handle_nodes();
-  Result<rpc::Bytes> handle_vnode_list();
+  void handle_join(const wire::JoinRequest& join, ReplyTo<wire::Opcode::C2MON_JOIN> reply);
+  Result<void> handle_heartbeat(const wire::Heartbeat& heartbeat);
+  Result<void> handle_leave(const wire::LeaveRequest& leave);
+  Result<wire::NodeList> handle_nodes();
+  Result<wire::VnodeList> handle_vnode_list();
   void on_connection_closed(NodeId node, const fabric::Connection* connection);
 
   // Runs, ps and stats (monitor_runs.cpp); transport thread, never called
   // with m_mutex held (they call connections, whose callbacks may run
   // inline).
-  void handle_run(rpc::Message request, rpc::Responder responder);
-  void handle_stdin(rpc::Message request, rpc::Responder responder);
-  void handle_signal(rpc::Message request, rpc::Responder responder);
-  void handle_output(rpc::Message request, rpc::Responder responder);
-  void handle_exit(rpc::Message request, rpc::Responder responder);
-  void handle_ps(rpc::Message request, rpc::Responder responder);
-  void handle_stats(rpc::Message request, rpc::Responder responder);
+  void handle_run(wire::RunCommand command, ReplyTo<wire::Opcode::CTL2MON_RUN> reply);
+  void handle_stdin(wire::RunInputBody input, ReplyTo<wire::Opcode::CTL2MON_STDIN> reply);
+  void handle_signal(wire::RunSignal signal, ReplyTo<wire::Opcode::CTL2MON_SIGNAL> reply);
+  void handle_output(wire::RunOutputBody output, ReplyTo<wire::Opcode::P2MON_OUTPUT> reply);
+  void handle_exit(wire::RunExitBody exit, ReplyTo<wire::Opcode::P2MON_EXIT> reply);
+  void handle_ps(const wire::PsRequest& request, ReplyTo<wire::Opcode::CTL2MON_PS> reply);
+  void handle_stats(ReplyTo<wire::Opcode::CTL2MON_STATS> reply);
   void register_run_handlers();
   void on_console_closed(const fabric::Connection* connection);
   // Ends every started run of a failed pComponent: its console gets
@@ -184,7 +189,7 @@ class MonitorServer {
   void run_detector();
 
   Options m_options;
-  rpc::Dispatcher m_dispatcher{"monitor"};
+  rpc::ControlDispatcher m_dispatcher{"monitor"};
 
   std::mutex m_mutex;  // guards m_membership, m_vnodes
   Membership m_membership;

@@ -2,10 +2,7 @@
 // only; the Storage's lock is never taken while holding it.
 #include "pcomponent/pcomponent.h"
 
-#include <boost/asio/post.hpp>
-
 #include "kernel/config.h"
-#include "kernel/daemon.h"
 #include "kernel/log.h"
 
 namespace sk::pcomponent {
@@ -16,8 +13,13 @@ using wire::Opcode;
 
 Pcomponent::Pcomponent(uint64_t excache, Storage& storage)
     : m_excache(excache), m_storage(storage) {
-  serve_async(Opcode::MON2P_VNODE_CREATE, &Pcomponent::vnode_create);
-  serve_async(Opcode::MON2P_VNODE_DESTROY, &Pcomponent::vnode_destroy);
+  m_dispatcher.on<Opcode::MON2P_VNODE_CREATE>(
+      m_workers,
+      [this](const wire::VnodeSetup& setup, const rpc::Message&) { return vnode_create(setup); });
+  m_dispatcher.on<Opcode::MON2P_VNODE_DESTROY>(
+      m_workers, [this](const wire::VnodeTeardown& teardown, const rpc::Message&) {
+        return vnode_destroy(teardown);
+      });
 }
 
 Pcomponent::~Pcomponent() {
@@ -25,32 +27,7 @@ Pcomponent::~Pcomponent() {
 }
 
 void Pcomponent::stop() {
-  {
-    std::lock_guard lock(m_mutex);
-    if (m_stopping) return;
-    m_stopping = true;
-  }
-  m_workers.join();
-}
-
-void Pcomponent::serve_async(Opcode opcode, Handler handler) {
-  m_dispatcher.on_async(opcode, [this, handler](rpc::Message request, rpc::Responder responder) {
-    std::lock_guard lock(m_mutex);
-    if (m_stopping) {
-      responder.fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
-      return;
-    }
-    boost::asio::post(m_workers, [this, handler, request = std::move(request),
-                                  responder = std::move(responder)]() mutable {
-      auto result = (this->*handler)(request);
-      if (result) {
-        responder.reply(std::move(result).value());
-      } else {
-        log.debug("{} failed: {}", wire::opcode_name(request.opcode()), result.error().text());
-        responder.fail(result.error());
-      }
-    });
-  });
+  m_workers.stop();
 }
 
 Member::Usage Pcomponent::usage() const {
@@ -63,8 +40,7 @@ std::map<VnodeId, Pcomponent::Vnode> Pcomponent::vnodes() const {
   return m_vnodes;
 }
 
-Result<wire::Bytes> Pcomponent::vnode_create(const rpc::Message& request) {
-  auto setup = TRY(decode_vnode_setup(request));
+Result<void> Pcomponent::vnode_create(const wire::VnodeSetup& setup) {
   uint64_t cache = setup.cache == 0 ? m_excache : setup.cache;
   std::string scomponent = setup.scomponent.str();
   if (scomponent.empty()) {
@@ -100,11 +76,10 @@ Result<wire::Bytes> Pcomponent::vnode_create(const rpc::Message& request) {
   log.info("hosting vNode {} '{}' (ExCache budget {}, memory quota {})", setup.vnode,
            setup.name.view(), format_size(cache),
            setup.memory == 0 ? std::string("none") : format_size(setup.memory));
-  return wire::Bytes{};
+  return {};
 }
 
-Result<wire::Bytes> Pcomponent::vnode_destroy(const rpc::Message& request) {
-  auto teardown = TRY(decode_vnode_teardown(request));
+Result<void> Pcomponent::vnode_destroy(const wire::VnodeTeardown& teardown) {
   {
     std::lock_guard lock(m_mutex);
     if (m_vnodes.erase(teardown.vnode) == 0) {
@@ -116,7 +91,7 @@ Result<wire::Bytes> Pcomponent::vnode_destroy(const rpc::Message& request) {
   if (m_observer) m_observer(teardown.vnode, nullptr);
   m_storage.drop(teardown.vnode);
   log.info("no longer hosting vNode {}", teardown.vnode);
-  return wire::Bytes{};
+  return {};
 }
 
 }  // namespace sk::pcomponent

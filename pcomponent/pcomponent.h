@@ -18,11 +18,10 @@
 //                       ENOENT if unknown.
 //
 // Threads: both handlers mount or unmount, which blocks, so they run on a
-// worker of the component's own, never on the transport's thread. The
-// table is guarded by m_mutex (the only lock; never held while mounting).
+// worker of the component's own (rpc::WorkerPool), never on the transport's
+// thread. The table is guarded by m_mutex (never held while mounting).
 #pragma once
 
-#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,6 +30,7 @@
 
 #include "kernel/member.h"
 #include "kernel/rpc/rpc.h"
+#include "kernel/rpc/worker_pool.h"
 #include "pcomponent/storage.h"
 
 namespace sk::pcomponent {
@@ -59,9 +59,10 @@ class Pcomponent {
   Pcomponent(const Pcomponent&) = delete;
   Pcomponent& operator=(const Pcomponent&) = delete;
 
-  const rpc::Dispatcher& dispatcher() const { return m_dispatcher; }
+  // The pComponent serves only the control plane (MON2P_).
+  const rpc::ControlDispatcher& dispatcher() const { return m_dispatcher; }
   // For the process manager's handlers (ProcessManager::register_handlers).
-  rpc::Dispatcher& dispatcher() { return m_dispatcher; }
+  rpc::ControlDispatcher& dispatcher() { return m_dispatcher; }
   // For heartbeats: the ExCache budget as capacity (usage and load are the
   // memory and process managers', which the daemon adds).
   Member::Usage usage() const;
@@ -77,22 +78,18 @@ class Pcomponent {
   void stop();
 
  private:
-  using Handler = Result<wire::Bytes> (Pcomponent::*)(const rpc::Message&);
-  void serve_async(wire::Opcode opcode, Handler handler);
-
-  Result<wire::Bytes> vnode_create(const rpc::Message& request);
-  Result<wire::Bytes> vnode_destroy(const rpc::Message& request);
+  Result<void> vnode_create(const wire::VnodeSetup& setup);
+  Result<void> vnode_destroy(const wire::VnodeTeardown& teardown);
 
   const uint64_t m_excache;
   Storage& m_storage;
-  rpc::Dispatcher m_dispatcher{"pcomponent"};
-  mutable std::mutex m_mutex;  // guards m_vnodes, m_stopping; posting to m_workers
+  rpc::ControlDispatcher m_dispatcher{"pcomponent"};
+  mutable std::mutex m_mutex;  // guards m_vnodes
   std::map<VnodeId, Vnode> m_vnodes;
-  bool m_stopping = false;
   VnodeObserver m_observer;  // set before serving; called on the worker
   // One thread: vNode creates and destroys are rare, and in order they
   // cannot race each other's mounts.
-  boost::asio::thread_pool m_workers{1};
+  rpc::WorkerPool m_workers{"pComponent", 1};
 };
 
 }  // namespace sk::pcomponent

@@ -13,15 +13,16 @@ using wire::Bytes;
 
 static const Logger log("rpc/endpoint");
 
-Endpoint::Endpoint(asio::io_context& io, Carrier& carrier, std::string peer,
-                   RequestHandler handler)
+Endpoint::Endpoint(asio::io_context& io, Carrier& carrier, std::string peer, RequestHandler handler)
     : m_io(io),
       m_carrier(carrier),
       m_peer(std::move(peer)),
       m_handler(std::move(handler)),
       m_token(std::make_shared<Endpoint*>(this)) {}
 
-Endpoint::~Endpoint() { close("connection to " + m_peer + " destroyed"); }
+Endpoint::~Endpoint() {
+  close("connection to " + m_peer + " destroyed");
+}
 
 // ---- any thread -----------------------------------------------------------------
 
@@ -31,8 +32,8 @@ void Endpoint::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Dur
   // refused after being moved into the task.
   auto callback = std::make_shared<ReplyCallback>(std::move(done));
   auto body = std::make_shared<Bytes>(std::move(payload));
-  bool posted = m_carrier.post(
-      [this, keep = m_carrier.connection(), opcode, vnode, body, timeout, callback] {
+  bool posted =
+      m_carrier.post([this, keep = m_carrier.connection(), opcode, vnode, body, timeout, callback] {
         call(opcode, vnode, std::move(*body), timeout, std::move(*callback));
       });
   if (!posted) (*callback)(make_error(ECONNRESET, "transport stopped"));
@@ -192,6 +193,25 @@ void Endpoint::notify_closed() {
   if (m_close_notified) return;
   m_close_notified = true;
   if (m_close_handler) std::exchange(m_close_handler, nullptr)();
+}
+
+// ---- EndpointConnection ---------------------------------------------------------
+
+EndpointConnection::EndpointConnection(asio::io_context& io, std::string peer,
+                                       RequestHandler handler)
+    : m_endpoint(io, *this, std::move(peer), std::move(handler)) {}
+
+void EndpointConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
+                                    Duration timeout, ReplyCallback done) {
+  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
+}
+
+void EndpointConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
+  m_endpoint.reply_async(request, status, std::move(payload));
+}
+
+void EndpointConnection::set_close_handler(std::function<void()> handler) {
+  m_endpoint.set_close_handler(std::move(handler));
 }
 
 }  // namespace sk::rpc

@@ -27,6 +27,7 @@
 // Boost 1.74's asio uses std::exchange without including <utility>.
 #include <utility>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
@@ -149,6 +150,29 @@ class Endpoint {
   std::unordered_map<uint64_t, Pending> m_pending;
   std::function<void()> m_close_handler;
   bool m_close_notified = false;
+};
+
+// A fabric::Connection whose RPC half is an Endpoint: the base of the tcp and
+// verbs connections. They add one-sided access, close() and the Carrier
+// (moving the endpoint's messages), and feed m_endpoint what arrives.
+class EndpointConnection : public fabric::Connection, protected Carrier {
+ public:
+  void call_async(wire::Opcode opcode, VnodeId vnode, wire::Bytes payload, Duration timeout,
+                  fabric::ReplyCallback done) override;
+  void send_reply(const wire::Header& request, int status, wire::Bytes payload) override;
+  void set_close_handler(std::function<void()> handler) override;
+  bool is_open() const override { return m_open.load(); }
+  std::string peer() const override { return m_endpoint.peer(); }
+
+ protected:
+  // The endpoint's timers run on `io`, the transport's io thread.
+  EndpointConnection(boost::asio::io_context& io, std::string peer, fabric::RequestHandler handler);
+
+  std::shared_ptr<fabric::Connection> connection() override { return shared_from_this(); }
+
+  Endpoint m_endpoint;
+  // False from close() or the connection's end on; read from any thread.
+  std::atomic<bool> m_open{true};
 };
 
 }  // namespace sk::rpc

@@ -241,8 +241,8 @@ class Dispatcher {
 //                         thread; it replies later (from a reply callback or
 //                         a job), never blocking.
 // A Result<void> handler answers an opcode whose reply is wire::Empty. The
-// Message is the request's header and context (source, vnode, connection
-// via the responder); its payload has moved into the Request.
+// Message is the request's header (source, vnode); its payload has moved
+// into the Request. A deferred handler's ReplyTo has the connection.
 template <wire::Plane P>
 class PlaneDispatcher : public Dispatcher {
   static_assert(P != wire::Plane::kFabric, "the transports serve the fabric's opcodes");

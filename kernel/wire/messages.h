@@ -1,5 +1,6 @@
-// Fixed-layout messages, one pair per opcode (see opcodes.h for the list and
-// header.h for what precedes them). Rules: little-endian integers, explicit
+// Fixed-layout messages, one pair per opcode (see opcodes.h for the list,
+// message_list.h for which message each opcode carries, and header.h for
+// what precedes them). Rules: little-endian integers, explicit
 // padding fields, no pointers, no conditional layout, a static_assert on
 // every size. Each message that can hold something invalid has validate(),
 // which decode() runs before the message is used.

@@ -7,7 +7,8 @@
 //   P2MON_   a pComponent to the monitor (a run's output and exit; memory placement)
 //   MON2CTL_ the monitor to the console (a run's output and exit)
 // A reply carries the request's opcode with kFlagReply set in the header.
-// The high byte of an opcode is its direction group.
+// The high byte of an opcode is its direction group. What each opcode's
+// request and reply carry, and its plane: message_list.h.
 #pragma once
 
 #include <cstdint>

@@ -315,17 +315,9 @@ static Region argument_pages(pid_t pid) {
 
 void MemoryManagerImpl::on_exec(pid_t pid, VnodeId vnode, Userfault uffd,
                                 std::vector<Region> regions) {
-  ProcessPtr old;
-  std::deque<ProcessPtr> orphans;
-  {
-    std::lock_guard lock(m_mutex);
-    old = m_processes.unbind(pid);
-    if (old) orphans = m_forks.take_children(old->serial);
-    // A vfork child that execs stops sharing its parent's mm.
-    m_processes.unshare(pid, ProcessTable::Exited::kNo);
-  }
-  if (old) close_and_free(old);
-  for (auto& orphan : orphans) close_and_free(orphan);
+  // The old address space goes (a vfork child that execs stops sharing
+  // its parent's mm).
+  forget_pid(pid, ProcessTable::Exited::kNo);
 
   auto process = std::make_shared<Process>();
   process->vnode = vnode;
@@ -400,15 +392,17 @@ void MemoryManagerImpl::on_map(pid_t pid, uint64_t start, uint64_t length, bool 
   release(*process);
 }
 
-void MemoryManagerImpl::on_exit(pid_t pid) {
+void MemoryManagerImpl::on_exit(pid_t pid) { forget_pid(pid, ProcessTable::Exited::kYes); }
+
+void MemoryManagerImpl::forget_pid(pid_t pid, ProcessTable::Exited exited) {
   ProcessPtr process;
-  std::deque<ProcessPtr> orphans;
+  std::deque<ProcessPtr> orphans;  // its forked children not matched yet
   {
     std::lock_guard lock(m_mutex);
     process = m_processes.unbind(pid);
     if (process) orphans = m_forks.take_children(process->serial);
-    m_processes.unshare(pid, ProcessTable::Exited::kYes);
-    (void)m_forks.take_early(pid);
+    m_processes.unshare(pid, exited);
+    if (exited == ProcessTable::Exited::kYes) (void)m_forks.take_early(pid);
   }
   if (process) close_and_free(process);
   for (auto& orphan : orphans) close_and_free(orphan);

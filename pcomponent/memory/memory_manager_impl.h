@@ -279,6 +279,9 @@ class MemoryManagerImpl final : public MemoryManager {
   void close_and_free(const ProcessPtr& process);
   // Counts a process's resident pages in the ExCache (m_mutex held).
   void add_to_cache(Process& process);
+  // Takes the process that has `pid` out of the tables (it exec'd or
+  // exited), with its forked children not matched yet, and frees them.
+  void forget_pid(pid_t pid, ProcessTable::Exited exited);
   // Puts a process in the tables (m_mutex held).
   void add_process(const ProcessPtr& process);
   McomponentClient* client_for(const VregionPlacement& placement);

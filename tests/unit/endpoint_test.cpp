@@ -2,16 +2,16 @@
 // the endpoint sends and the test plays the peer by delivering messages. The
 // io_context runs on the test thread, so every step is deterministic except
 // the timeouts, which wait on real (short) timers.
+#include "kernel/rpc/endpoint.h"
+
 #include <gtest/gtest.h>
 
-#include <utility>  // before asio: Boost 1.74 misses it
 #include <boost/asio.hpp>
 #include <chrono>
 #include <optional>
 #include <thread>
+#include <utility>  // before asio: Boost 1.74 misses it
 #include <vector>
-
-#include "kernel/rpc/endpoint.h"
 
 using namespace std::chrono_literals;
 using sk::Result;
@@ -139,8 +139,9 @@ class EndpointTest : public ::testing::Test {
 TEST_F(EndpointTest, EachCallGetsAFreshIdAndItsOwnReply) {
   std::vector<std::optional<Result<Message>>> results(3);
   for (int i = 0; i < 3; ++i) {
-    connection->endpoint.call(kEcho, 11, bytes_of("q" + std::to_string(i)), 10s,
-                              [&results, i](Result<Message> reply) { results[i] = std::move(reply); });
+    connection->endpoint.call(
+        kEcho, 11, bytes_of("q" + std::to_string(i)), 10s,
+        [&results, i](Result<Message> reply) { results[i] = std::move(reply); });
   }
   ASSERT_EQ(connection->sent.size(), 3u);
   EXPECT_EQ(connection->endpoint.outstanding(), 3u);

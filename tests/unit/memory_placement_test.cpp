@@ -91,7 +91,7 @@ TEST_F(Placement, RecentPlacementsAreForgottenAfterAWhile) {
 TEST_F(Placement, TheHandlerAnswersAndChecksItsRequest) {
   add(NodeKind::kMcomponent, "m:1", 1ull << 30);
   std::mutex mutex;
-  rpc::Dispatcher dispatcher("monitor");
+  rpc::ControlDispatcher dispatcher("monitor");
   register_memory_placement(dispatcher, mutex, m_members);
   testing::DispatchLink link(dispatcher, kNoNode);
   auto ask = [&](VnodeId header_vnode, wire::Bytes payload) {

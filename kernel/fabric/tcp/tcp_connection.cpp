@@ -6,9 +6,9 @@
 // Framing: a 40-byte wire::Header, then header.payload_length bytes. A header
 // that fails check_header() (bad magic, version, flags or an oversized
 // length) means the byte stream can no longer be trusted: the connection
-// answers with an EPROTO error reply (Endpoint::reject) and closes. A well-framed request whose
-// content is wrong is the request handler's business and costs only that
-// request.
+// answers with an EPROTO error reply (Endpoint::reject) and closes. A
+// well-framed request whose content is wrong is the request handler's
+// business and costs only that request.
 #include <cstring>
 
 #include "kernel/fabric/tcp/tcp_transport.h"
@@ -30,29 +30,21 @@ static std::string endpoint_text(const tcp::socket& socket) {
 
 TcpConnection::TcpConnection(std::shared_ptr<TcpContext> context, tcp::socket socket,
                              RequestHandler handler)
-    : m_context(std::move(context)),
-      m_socket(std::move(socket)),
-      m_endpoint(m_context->io(), *this, endpoint_text(m_socket), std::move(handler)) {
-  m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, [this](Message message, Responder responder) {
+    : EndpointConnection(context->io(), endpoint_text(socket), std::move(handler)),
+      m_context(std::move(context)),
+      m_socket(std::move(socket)) {
+  // One-sided access is served here, from the registered regions, without
+  // the request handler.
+  auto one_sided = [this](Message message, Responder responder) {
     serve_one_sided(std::move(message), std::move(responder));
-  });
-  m_endpoint.serve_internally(wire::Opcode::FABRIC_WRITE, [this](Message message, Responder responder) {
-    serve_one_sided(std::move(message), std::move(responder));
-  });
+  };
+  m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, one_sided);
+  m_endpoint.serve_internally(wire::Opcode::FABRIC_WRITE, one_sided);
 }
 
 TcpConnection::~TcpConnection() = default;
 
 void TcpConnection::start() { read_header(); }
-
-void TcpConnection::set_close_handler(std::function<void()> handler) {
-  m_endpoint.set_close_handler(std::move(handler));
-}
-
-void TcpConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
-                               Duration timeout, ReplyCallback done) {
-  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
-}
 
 void TcpConnection::read_async(RegionKey region, uint64_t offset, std::span<std::byte> into,
                                Duration timeout, DoneCallback done) {
@@ -95,10 +87,6 @@ void TcpConnection::write_async(RegionKey region, uint64_t offset, ByteView from
                context->counters().one_sided_write(length);
                done({});
              });
-}
-
-void TcpConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
-  m_endpoint.reply_async(request, status, std::move(payload));
 }
 
 void TcpConnection::send_message(const wire::Header& header, Bytes payload) {

@@ -80,8 +80,8 @@ class TcpContext {
 
 // A tcp connection: framing over the socket and the serving of one-sided
 // FABRIC_READ/FABRIC_WRITE; request ids, timeouts, reply matching and
-// dispatch are its rpc::Endpoint's.
-class TcpConnection final : public Connection, private rpc::Carrier {
+// dispatch are its rpc::Endpoint's (see rpc::EndpointConnection).
+class TcpConnection final : public rpc::EndpointConnection {
  public:
   TcpConnection(std::shared_ptr<TcpContext> context, boost::asio::ip::tcp::socket socket,
                 RequestHandler handler);
@@ -90,17 +90,11 @@ class TcpConnection final : public Connection, private rpc::Carrier {
   // Starts reading; call once, on the io thread, after registering.
   void start();
 
-  void call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
-                  ReplyCallback done) override;
   void read_async(RegionKey region, uint64_t offset, std::span<std::byte> into, Duration timeout,
                   DoneCallback done) override;
   void write_async(RegionKey region, uint64_t offset, ByteView from, Duration timeout,
                    DoneCallback done) override;
-  void send_reply(const wire::Header& request, int status, Bytes payload) override;
   void close() override;
-  bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_endpoint.peer(); }
-  void set_close_handler(std::function<void()> handler) override;
 
  private:
   struct Outgoing {
@@ -112,7 +106,6 @@ class TcpConnection final : public Connection, private rpc::Carrier {
   void send_message(const wire::Header& header, Bytes payload) override;
   bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
   NodeId local_node() const override { return m_context->node_id(); }
-  std::shared_ptr<Connection> connection() override { return shared_from_this(); }
 
   // All of these run on the io thread.
   void write_next();
@@ -123,8 +116,6 @@ class TcpConnection final : public Connection, private rpc::Carrier {
 
   std::shared_ptr<TcpContext> m_context;
   boost::asio::ip::tcp::socket m_socket;
-  rpc::Endpoint m_endpoint;
-  std::atomic<bool> m_open{true};
 
   wire::Header m_in_header{};
   Bytes m_in_payload;

@@ -33,8 +33,8 @@ static constexpr uint8_t kHopLimit = 64;
 
 VerbsConnection::VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd,
                                  RequestHandler handler)
-    : m_context(std::move(context)),
-      m_endpoint(m_context->io(), *this, verbs::peer_name(control_fd), std::move(handler)),
+    : EndpointConnection(context->io(), verbs::peer_name(control_fd), std::move(handler)),
+      m_context(std::move(context)),
       m_fd(control_fd) {}
 
 VerbsConnection::~VerbsConnection() { release_resources(); }
@@ -184,10 +184,6 @@ void VerbsConnection::start() {
   // Arm, then poll: completions that came before arming are not lost.
   on_cq_event();
   log.debug("verbs connection with {} up (qp {})", peer(), m_qp ? m_qp->qp_num : 0);
-}
-
-void VerbsConnection::set_close_handler(std::function<void()> handler) {
-  m_endpoint.set_close_handler(std::move(handler));
 }
 
 void VerbsConnection::close() {

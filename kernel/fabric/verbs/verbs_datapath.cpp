@@ -73,11 +73,6 @@ uint32_t immediate(Fragment type, uint32_t credits) {
 
 // ---- public entry points --------------------------------------------------------
 
-void VerbsConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
-                                 Duration timeout, ReplyCallback done) {
-  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
-}
-
 void VerbsConnection::read_async(RegionKey region, uint64_t offset, std::span<std::byte> into,
                                  Duration timeout, DoneCallback done) {
   auto access = std::make_shared<Access>(
@@ -98,10 +93,6 @@ void VerbsConnection::write_async(RegionKey region, uint64_t offset, ByteView fr
   bool posted = m_context->post(
       [self, access, timeout] { self->start_access(std::move(*access), timeout); });
   if (!posted) access->done(make_error(ECONNRESET, "transport stopped"));
-}
-
-void VerbsConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
-  m_endpoint.reply_async(request, status, std::move(payload));
 }
 
 // ---- sending --------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // Set-up side of the verbs transport: the loop (an Asio io_context: waits on
 // file descriptors, posted work, timers), listeners and the accepting half of
-// the handshake, outgoing connections, region registration and shutdown. Per-connection set-up is
-// verbs_connection.cpp; the per-message datapath is verbs_datapath.cpp.
+// the handshake, outgoing connections, region registration and shutdown.
+// Per-connection set-up is verbs_connection.cpp; the per-message datapath is
+// verbs_datapath.cpp.
 #include "kernel/fabric/verbs/verbs_transport.h"
 
 #include <fcntl.h>

@@ -13,7 +13,6 @@
 //   and returned to it, so it never overruns the receiver (no RNR waits).
 // - One-sided read/write are real RDMA READ/WRITE on the peer's registered
 //   memory, after a once-per-key check over the control socket.
-//
 // - Request ids, timeouts, reply matching and dispatch are each
 //   connection's rpc::Endpoint's, as on tcp; verbs only moves the bytes.
 //
@@ -28,9 +27,8 @@
 // Shutdown: VerbsContext::post() refuses work once stopping; stop() queues a
 // last task that closes every listener and connection (failing what is
 // outstanding), cancels every timer and wait and stops the io_context, then
-// joins the loop thread. Lock order:
-// VerbsContext::m_mutex, then VerbsContext::m_regions_mutex (never held
-// together in practice).
+// joins the loop thread. Lock order: VerbsContext::m_mutex, then
+// VerbsContext::m_regions_mutex (never held together in practice).
 #pragma once
 
 #include <infiniband/verbs.h>
@@ -133,9 +131,10 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
   void cancel_timer(TimerId id);
   // Waits on a file descriptor, which stays the caller's (unwatch never
   // closes it): handler runs with kReadable or kWritable (an error or
-  // hang-up counts as both) each time the fd is ready for what `events`
-  // asks, until unwatched. Handlers must drain what is ready: readiness is
-  // reported once per change (asio's epoll is edge-triggered).
+  // hang-up counts as both) whenever the fd is ready for what `events`
+  // asks, until unwatched. The wait is renewed after each call and asio
+  // re-checks readiness when a wait starts (EPOLL_CTL_MOD), so as with a
+  // level-triggered epoll a handler that leaves data unread runs again.
   enum Interest : uint32_t { kReadable = 1, kWritable = 2 };
   using WatchId = uint64_t;
   WatchId watch(int fd, uint32_t events, std::function<void(uint32_t)> handler);
@@ -225,8 +224,8 @@ class VerbsContext : public std::enable_shared_from_this<VerbsContext> {
 
 // A verbs connection: its QP, buffers and control socket, fragmentation,
 // credits and one-sided RDMA; request ids, timeouts, reply matching and
-// dispatch are its rpc::Endpoint's.
-class VerbsConnection final : public Connection, private rpc::Carrier {
+// dispatch are its rpc::Endpoint's (see rpc::EndpointConnection).
+class VerbsConnection final : public rpc::EndpointConnection {
  public:
   // Creates the CQ, the QP (in INIT) and the buffers, and posts the receive
   // buffers. Takes ownership of control_fd. Any thread.
@@ -250,17 +249,11 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   // Closes the connection and fails everything outstanding. Loop thread.
   void shutdown(const char* reason);
 
-  void call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload, Duration timeout,
-                  ReplyCallback done) override;
   void read_async(RegionKey region, uint64_t offset, std::span<std::byte> into, Duration timeout,
                   DoneCallback done) override;
   void write_async(RegionKey region, uint64_t offset, ByteView from, Duration timeout,
                    DoneCallback done) override;
-  void send_reply(const wire::Header& request, int status, Bytes payload) override;
   void close() override;
-  bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_endpoint.peer(); }
-  void set_close_handler(std::function<void()> handler) override;
 
  private:
   VerbsConnection(std::shared_ptr<VerbsContext> context, int control_fd, RequestHandler handler);
@@ -312,7 +305,6 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   void send_message(const wire::Header& header, Bytes payload) override;
   bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
   NodeId local_node() const override { return m_context->node_id(); }
-  std::shared_ptr<Connection> connection() override { return shared_from_this(); }
 
   // Datapath (verbs_datapath.cpp). Loop thread.
   void pump();
@@ -330,8 +322,6 @@ class VerbsConnection final : public Connection, private rpc::Carrier {
   void fail_everything(const std::string& why);
 
   std::shared_ptr<VerbsContext> m_context;
-  rpc::Endpoint m_endpoint;
-  std::atomic<bool> m_open{true};
 
   // Verbs resources; released on shutdown or destruction.
   int m_fd = -1;
