@@ -115,18 +115,13 @@ Result<void> FakeContext::region_write(uint32_t rkey, uint64_t offset, wire::Byt
 
 FakeConnection::FakeConnection(std::shared_ptr<FakeContext> context, std::string peer,
                                fabric::RequestHandler handler)
-    : m_context(std::move(context)),
-      m_endpoint(m_context->io(), *this, std::move(peer), std::move(handler)) {
+    : EndpointConnection(context->io(), std::move(peer), std::move(handler)),
+      m_context(std::move(context)) {
   for (auto opcode : {wire::Opcode::FABRIC_READ, wire::Opcode::FABRIC_WRITE}) {
     m_endpoint.serve_internally(opcode, [this](Message message, Responder responder) {
       serve_one_sided(std::move(message), std::move(responder));
     });
   }
-}
-
-void FakeConnection::call_async(wire::Opcode opcode, VnodeId vnode, Bytes payload,
-                                Duration timeout, fabric::ReplyCallback done) {
-  m_endpoint.call_async(opcode, vnode, std::move(payload), timeout, std::move(done));
 }
 
 void FakeConnection::read_async(fabric::RegionKey region, uint64_t offset,
@@ -169,14 +164,6 @@ void FakeConnection::write_async(fabric::RegionKey region, uint64_t offset, wire
                context->counters().one_sided_write(length);
                done({});
              });
-}
-
-void FakeConnection::send_reply(const wire::Header& request, int status, Bytes payload) {
-  m_endpoint.reply_async(request, status, std::move(payload));
-}
-
-void FakeConnection::set_close_handler(std::function<void()> handler) {
-  m_endpoint.set_close_handler(std::move(handler));
 }
 
 void FakeConnection::close() {

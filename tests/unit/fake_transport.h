@@ -123,23 +123,18 @@ class FakeContext {
   uint32_t m_next_rkey = 1;
 };
 
-// One end of a fake link.
-class FakeConnection final : public fabric::Connection, private rpc::Carrier {
+// One end of a fake link. Its RPC half (ids, timeouts, routing, closing)
+// is the rpc::EndpointConnection the tcp and verbs connections share.
+class FakeConnection final : public rpc::EndpointConnection {
  public:
   FakeConnection(std::shared_ptr<FakeContext> context, std::string peer,
                  fabric::RequestHandler handler);
 
-  void call_async(wire::Opcode opcode, VnodeId vnode, wire::Bytes payload, Duration timeout,
-                  fabric::ReplyCallback done) override;
   void read_async(fabric::RegionKey region, uint64_t offset, std::span<std::byte> into,
                   Duration timeout, fabric::DoneCallback done) override;
   void write_async(fabric::RegionKey region, uint64_t offset, wire::ByteView from,
                    Duration timeout, fabric::DoneCallback done) override;
-  void send_reply(const wire::Header& request, int status, wire::Bytes payload) override;
   void close() override;
-  bool is_open() const override { return m_open.load(); }
-  std::string peer() const override { return m_endpoint.peer(); }
-  void set_close_handler(std::function<void()> handler) override;
 
   // Faults for the messages this end sends. Any thread.
   void inject(Fault fault) { m_faults.inject(fault); }
@@ -152,7 +147,6 @@ class FakeConnection final : public fabric::Connection, private rpc::Carrier {
   void send_message(const wire::Header& header, wire::Bytes payload) override;
   bool post(std::function<void()> fn) override { return m_context->post(std::move(fn)); }
   NodeId local_node() const override { return m_context->node_id(); }
-  std::shared_ptr<fabric::Connection> connection() override { return shared_from_this(); }
 
   // All of these run on this end's transport thread.
   void transmit(const wire::Header& header, wire::Bytes payload);
@@ -161,10 +155,8 @@ class FakeConnection final : public fabric::Connection, private rpc::Carrier {
   void shutdown(const std::string& reason);
 
   std::shared_ptr<FakeContext> m_context;
-  rpc::Endpoint m_endpoint;
   std::weak_ptr<FakeConnection> m_peer;  // set once, before any traffic
   FaultSet m_faults;
-  std::atomic<bool> m_open{true};
   bool m_closed = false;  // transport-thread view of m_open
   struct Held {
     wire::Header header;
