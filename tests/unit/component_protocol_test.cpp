@@ -262,8 +262,7 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
 TEST(ComponentProtocol, McomponentReplyLostOnTheFabricTimesOutAndServingGoesOn) {
   mcomponent::Mcomponent component(64 * kPageSize);
   testing::DispatchLink link(component.dispatcher());
-  ASSERT_EQ(link.call(make_request(Opcode::MON2M_VNODE_CREATE, 1, setup_body(1, "web"))).status,
-            0);
+  ASSERT_EQ(link.call(make_request(Opcode::MON2M_VNODE_CREATE, 1, setup_body(1, "web"))).status, 0);
   link.server().inject(testing::Fault{.kind = testing::FaultKind::kDrop,
                                       .on = testing::FaultOn::kReplies,
                                       .opcode = Opcode::P2M_MM_CREATE,

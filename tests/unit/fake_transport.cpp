@@ -154,16 +154,16 @@ void FakeConnection::write_async(fabric::RegionKey region, uint64_t offset, wire
     done(make_error(EMSGSIZE, "one-sided write larger than a message"));
     return;
   }
-  call_async(wire::Opcode::FABRIC_WRITE, kNoVnode, wire::encode(access, from), timeout,
-             [context = m_context, length = from.size(),
-              done = std::move(done)](Result<Message> reply) {
-               if (!reply) return done(std::move(reply).error());
-               if (reply->status() != 0) {
-                 return done(make_error(reply->status(), wire::to_text(reply->payload)));
-               }
-               context->counters().one_sided_write(length);
-               done({});
-             });
+  call_async(
+      wire::Opcode::FABRIC_WRITE, kNoVnode, wire::encode(access, from), timeout,
+      [context = m_context, length = from.size(), done = std::move(done)](Result<Message> reply) {
+        if (!reply) return done(std::move(reply).error());
+        if (reply->status() != 0) {
+          return done(make_error(reply->status(), wire::to_text(reply->payload)));
+        }
+        context->counters().one_sided_write(length);
+        done({});
+      });
 }
 
 void FakeConnection::close() {
@@ -293,7 +293,9 @@ FakeTransport::FakeTransport() : m_context(std::make_shared<FakeContext>()) {
   m_thread = std::thread([context = m_context] { context->io().run(); });
 }
 
-FakeTransport::~FakeTransport() { stop(); }
+FakeTransport::~FakeTransport() {
+  stop();
+}
 
 Result<Address> FakeTransport::listen(const Address& address, fabric::RequestHandler handler) {
   Address bound{address.host.empty() ? "fake" : address.host, address.port};
@@ -364,8 +366,7 @@ Result<fabric::RegionKey> FakeTransport::register_region(std::span<std::byte> me
   std::lock_guard lock(m_context->m_regions_mutex);
   uint32_t rkey = m_context->m_next_rkey++;
   m_context->m_regions[rkey] = memory;
-  return fabric::RegionKey{rkey, memory.size(),
-                           reinterpret_cast<uint64_t>(memory.data())};
+  return fabric::RegionKey{rkey, memory.size(), reinterpret_cast<uint64_t>(memory.data())};
 }
 
 void FakeTransport::deregister_region(uint32_t rkey) {

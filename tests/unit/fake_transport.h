@@ -19,16 +19,15 @@
 // and delivered right after the next message sent on that connection, and a
 // closing fault kills the link instead of sending the message.
 //
-// Locks: FakeContext::m_mutex (connections, stopping), then a FaultSet's
-// mutex; the listener registry's mutex is never held with either.
+// Locks: the listener registry's mutex, each FakeContext's m_mutex and
+// m_regions_mutex, and each FaultSet's mutex; none is held while another
+// is taken.
 #pragma once
 
 // Boost 1.74's asio uses std::exchange without including <utility>.
-#include <utility>
-
 #include <atomic>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <map>
@@ -38,6 +37,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernel/fabric/counter_set.h"
@@ -64,7 +64,8 @@ struct Fault {
   // Only messages with this opcode (a reply carries its request's opcode).
   std::optional<wire::Opcode> opcode;
   Duration delay{};  // kDelay only
-  // How many messages it hits before it is spent; negative: every one.
+  // How many messages it hits before it is spent; zero or less: every one
+  // until cleared.
   int count = -1;
 };
 
@@ -132,8 +133,8 @@ class FakeConnection final : public rpc::EndpointConnection {
 
   void read_async(fabric::RegionKey region, uint64_t offset, std::span<std::byte> into,
                   Duration timeout, fabric::DoneCallback done) override;
-  void write_async(fabric::RegionKey region, uint64_t offset, wire::ByteView from,
-                   Duration timeout, fabric::DoneCallback done) override;
+  void write_async(fabric::RegionKey region, uint64_t offset, wire::ByteView from, Duration timeout,
+                   fabric::DoneCallback done) override;
   void close() override;
 
   // Faults for the messages this end sends. Any thread.
@@ -175,7 +176,8 @@ class FakeTransport final : public fabric::Transport {
   // `address.port` 0 picks a free fake port; a port in use is EADDRINUSE.
   // The host is only echoed back ("fake" when empty).
   Result<Address> listen(const Address& address, fabric::RequestHandler handler) override;
-  // ECONNREFUSED when nothing listens on the port (or its transport stopped).
+  // ECONNREFUSED when nothing listens on the port (or its transport
+  // stopped). Both ends exist when it returns, so the timeout is unused.
   Result<std::shared_ptr<fabric::Connection>> connect(
       const Address& address, fabric::RequestHandler handler = {},
       Duration timeout = fabric::kDefaultTimeout) override;

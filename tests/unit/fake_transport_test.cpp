@@ -18,7 +18,7 @@ using fabric::Responder;
 using wire::Bytes;
 using wire::Opcode;
 
-constexpr auto kEcho = Opcode::FABRIC_PING;  // echoed by the endpoint itself
+constexpr auto kEcho = Opcode::FABRIC_PING;   // echoed by the endpoint itself
 constexpr auto kAsk = Opcode::P2M_MM_CREATE;  // served by the test's handler
 
 Bytes bytes(std::string_view text) {
@@ -33,18 +33,21 @@ class FakeTransportTest : public ::testing::Test {
   void SetUp() override {
     server.set_node_id(1);
     client.set_node_id(2);
-    address = server.listen(Address{"fake", 0}, [this](Message message, Responder responder) {
-      std::lock_guard lock(mutex);
-      handler_thread = std::this_thread::get_id();
-      seen.push_back(wire::to_text(message.payload));
-      sources.push_back(message.source());
-      if (hold) {
-        held.push_back(std::move(responder));
-      } else {
-        responder.reply(std::move(message.payload));
-      }
-      wake.notify_all();
-    }).value();
+    address = server
+                  .listen(Address{"fake", 0},
+                          [this](Message message, Responder responder) {
+                            std::lock_guard lock(mutex);
+                            handler_thread = std::this_thread::get_id();
+                            seen.push_back(wire::to_text(message.payload));
+                            sources.push_back(message.source());
+                            if (hold) {
+                              held.push_back(std::move(responder));
+                            } else {
+                              responder.reply(std::move(message.payload));
+                            }
+                            wake.notify_all();
+                          })
+                  .value();
     connection = client.connect(address).value();
   }
 

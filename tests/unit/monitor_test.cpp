@@ -3,12 +3,11 @@
 // of MonitorServer driven through its dispatcher over the fake fabric
 // (tests/unit/fake_transport.h; no sockets).
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <mutex>
 #include <thread>
-
-#include <signal.h>
 
 #include "kernel/wire/codec.h"
 #include "kernel/wire/process_messages.h"
@@ -280,10 +279,10 @@ class FakePeer {
   FakePeer(std::string name, const Address& monitor, std::function<void()> settle)
       : m_name(std::move(name)), m_settle(std::move(settle)) {
     m_connection = m_transport
-                       .connect(monitor, [this](fabric::Message message,
-                                                fabric::Responder responder) {
-                         serve(std::move(message), std::move(responder));
-                       })
+                       .connect(monitor,
+                                [this](fabric::Message message, fabric::Responder responder) {
+                                  serve(std::move(message), std::move(responder));
+                                })
                        .value();
   }
 
@@ -318,16 +317,15 @@ class FakePeer {
   // Sends a request to the monitor; its reply (or the transport's error,
   // as minus its errno) joins replies().
   void send(Opcode opcode, rpc::Bytes payload) {
-    m_connection->call_async(opcode, kNoVnode, std::move(payload), 10s,
-                             [this](Result<fabric::Message> reply) {
-                               std::lock_guard lock(m_mutex);
-                               if (reply) {
-                                 m_replies.push_back(
-                                     Reply{reply->status(), std::move(reply->payload)});
-                               } else {
-                                 m_replies.push_back(Reply{-reply.error().code(), {}});
-                               }
-                             });
+    m_connection->call_async(
+        opcode, kNoVnode, std::move(payload), 10s, [this](Result<fabric::Message> reply) {
+          std::lock_guard lock(m_mutex);
+          if (reply) {
+            m_replies.push_back(Reply{reply->status(), std::move(reply->payload)});
+          } else {
+            m_replies.push_back(Reply{-reply.error().code(), {}});
+          }
+        });
   }
 
   // The peer goes away: the link closes on both ends.
@@ -500,7 +498,7 @@ class MonitorServerTest : public ::testing::Test {
   }
 
   FakePeer::Reply create(std::string_view name, uint64_t cache = 0, uint64_t memory = 0,
-                               std::string_view image = "", uint32_t flags = 0) {
+                         std::string_view image = "", uint32_t flags = 0) {
     wire::VnodeCreateRequest create{};
     create.name.set(name);
     create.cache = cache;
@@ -891,8 +889,8 @@ class MonitorRunTest : public MonitorServerTest {
     from->send(opcode, std::move(payload));
   }
 
-  FakePeer::Reply run(const std::shared_ptr<FakePeer>& console,
-                            std::string_view vnode, std::vector<std::string> argv) {
+  FakePeer::Reply run(const std::shared_ptr<FakePeer>& console, std::string_view vnode,
+                      std::vector<std::string> argv) {
     wire::RunRequest head{};
     head.vnode_name.set(vnode);
     auto payload = wire::encode_run(head, "/", argv, {"PATH=/bin"});
@@ -924,8 +922,7 @@ class MonitorRunTest : public MonitorServerTest {
     return wire::encode(exit);
   }
 
-  std::vector<FakePeer::Sent> sent_of(const std::shared_ptr<FakePeer>& connection,
-                                            Opcode opcode) {
+  std::vector<FakePeer::Sent> sent_of(const std::shared_ptr<FakePeer>& connection, Opcode opcode) {
     std::vector<FakePeer::Sent> result;
     for (auto& sent : connection->sent()) {
       if (sent.opcode == opcode) result.push_back(sent);
@@ -1211,9 +1208,7 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
   };
   p1->answer = answer_with({process(1, 2, "bash"), process(2, 5, "postgres")});
   p2->answer = answer_with({process(1, 1, "init")});
-  p3->answer = [](const FakePeer::Sent&) {
-    return std::pair<int, std::string>(EIO, "wedged");
-  };
+  p3->answer = [](const FakePeer::Sent&) { return std::pair<int, std::string>(EIO, "wedged"); };
 
   wire::PsRequest all{};
   auto console = make_peer("console");

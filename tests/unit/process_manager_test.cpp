@@ -68,10 +68,10 @@ class FakeMonitor {
   explicit FakeMonitor(const rpc::Dispatcher& dispatcher) {
     auto address = m_pcomponent.listen(Address{"fake", 0}, dispatcher.handler()).value();
     m_connection = m_transport
-                       .connect(address, [this](fabric::Message message,
-                                                fabric::Responder responder) {
-                         serve(std::move(message), std::move(responder));
-                       })
+                       .connect(address,
+                                [this](fabric::Message message, fabric::Responder responder) {
+                                  serve(std::move(message), std::move(responder));
+                                })
                        .value();
   }
 
@@ -83,8 +83,8 @@ class FakeMonitor {
           {
             std::lock_guard lock(m_mutex);
             if (reply) {
-              m_replies.push_back(Reply{static_cast<uint16_t>(opcode), reply->status(),
-                                        std::move(reply->payload)});
+              m_replies.push_back(
+                  Reply{static_cast<uint16_t>(opcode), reply->status(), std::move(reply->payload)});
             } else {
               m_replies.push_back(Reply{static_cast<uint16_t>(opcode), -reply.error().code(), {}});
             }

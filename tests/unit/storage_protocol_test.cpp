@@ -22,7 +22,6 @@
 #include "scomponent/image.h"
 #include "scomponent/scomponent.h"
 #include "tests/unit/fake_transport.h"
-
 #include "tests/unit/temp_dir.h"
 
 namespace sk {
