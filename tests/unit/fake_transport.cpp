@@ -95,7 +95,8 @@ Result<void> FakeContext::region_read(uint32_t rkey, uint64_t offset, std::span<
   if (offset > region.size() || into.size() > region.size() - offset) {
     return make_error(EFAULT, "access outside the registered region");
   }
-  std::memcpy(into.data(), region.data() + offset, into.size());
+  // memcpy wants real pointers even for nothing, and an empty span may hold none.
+  if (!into.empty()) std::memcpy(into.data(), region.data() + offset, into.size());
   return {};
 }
 
@@ -107,7 +108,7 @@ Result<void> FakeContext::region_write(uint32_t rkey, uint64_t offset, wire::Byt
   if (offset > region.size() || from.size() > region.size() - offset) {
     return make_error(EFAULT, "access outside the registered region");
   }
-  std::memcpy(region.data() + offset, from.data(), from.size());
+  if (!from.empty()) std::memcpy(region.data() + offset, from.data(), from.size());
   return {};
 }
 
@@ -141,7 +142,7 @@ void FakeConnection::read_async(fabric::RegionKey region, uint64_t offset,
                if (reply->payload.size() != into.size()) {
                  return done(make_error(EPROTO, "one-sided read returned a short reply"));
                }
-               std::memcpy(into.data(), reply->payload.data(), into.size());
+               if (!into.empty()) std::memcpy(into.data(), reply->payload.data(), into.size());
                context->counters().one_sided_read(into.size());
                done({});
              });
