@@ -5,7 +5,7 @@
 // interrupts a join still in progress) and wakes main. A second signal while
 // shutting down exits at once, for a daemon stuck on a dead peer.
 //
-// Lock order: SignalThread::m_mutex only (Member has its own, never taken
+// Lock order: SignalThread::m_mutex only (MembershipClient has its own, never taken
 // while holding this one).
 #include "kernel/daemon.h"
 
@@ -173,11 +173,11 @@ int Daemon::run(Service service) {
         bound->to_string());
   }
 
-  Member::Options options;
+  MembershipClient::Options options;
   options.kind = m_kind;
   options.monitor = m_monitor;
   options.advertised = *bound;
-  Member member(transport, options, service.dispatcher, service.usage);
+  MembershipClient member(transport, options, service.dispatcher, service.usage);
   {
     std::lock_guard lock(m_member_mutex);
     m_member = &member;

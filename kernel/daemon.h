@@ -31,7 +31,7 @@
 
 #include "kernel/config.h"
 #include "kernel/fabric/transport.h"
-#include "kernel/member.h"
+#include "kernel/membership_client.h"
 #include "kernel/node.h"
 #include "kernel/result.h"
 #include "kernel/rpc/rpc.h"
@@ -55,7 +55,7 @@ class Daemon {
   // the header by the dispatcher (wire::matches_header).
   struct Service {
     const rpc::Dispatcher& dispatcher;
-    Member::UsageFn usage;
+    MembershipClient::UsageFn usage;
     // Runs after the member left and before the transport stops, so work in
     // flight can still send its replies. May be empty.
     std::function<void()> stop = {};
@@ -99,7 +99,7 @@ class Daemon {
   Address m_listen;
   std::unique_ptr<fabric::Transport> m_transport;  // made by parse()
   mutable std::mutex m_member_mutex;               // guards m_member
-  const Member* m_member = nullptr;                // set while run() has one
+  const MembershipClient* m_member = nullptr;      // set while run() has one
 };
 
 }  // namespace sk

@@ -30,63 +30,65 @@ Mcomponent::Mcomponent(uint64_t capacity) : m_store(capacity) {
   m_data.on<Opcode::P2M_PAGE_MOVE>(bind(&Mcomponent::page_move));
 }
 
-Member::Usage Mcomponent::usage() const {
+MembershipClient::Usage Mcomponent::usage() const {
   auto stats = m_store.stats();
-  return Member::Usage{stats.capacity, stats.used, stats.vnodes};
+  return MembershipClient::Usage{stats.capacity, stats.used, stats.vnodes};
 }
 
-Result<void> Mcomponent::vnode_create(const wire::VnodeSetup& setup, const Message&) {
+Result<void> Mcomponent::vnode_create(const wire::Mon2cVnodeCreateRequest& setup, const Message&) {
   TRY(m_store.create_vnode(setup.vnode, setup.name.view(), setup.memory));
   log.info("serving vNode {} '{}' (memory quota {})", setup.vnode, setup.name.view(),
            setup.memory == 0 ? std::string("none") : format_size(setup.memory));
   return {};
 }
 
-Result<void> Mcomponent::vnode_destroy(const wire::VnodeTeardown& teardown, const Message&) {
+Result<void> Mcomponent::vnode_destroy(const wire::Mon2cVnodeDestroyRequest& teardown,
+                                       const Message&) {
   TRY(m_store.destroy_vnode(teardown.vnode));
   log.info("stopped serving vNode {}", teardown.vnode);
   return {};
 }
 
-Result<wire::MmCreateReply> Mcomponent::mm_create(const wire::Empty&, const Message& request) {
-  wire::MmCreateReply reply{};
+Result<wire::P2mMmCreateReply> Mcomponent::mm_create(const wire::Empty&, const Message& request) {
+  wire::P2mMmCreateReply reply{};
   reply.mm = TRY(m_store.create_mm(request.vnode()));
   log.debug("vNode {}: created mm {}", request.vnode(), reply.mm);
   return reply;
 }
 
-Result<void> Mcomponent::mm_free(const wire::MmFreeRequest& free, const Message& request) {
+Result<void> Mcomponent::mm_free(const wire::P2mMmFreeRequest& free, const Message& request) {
   TRY(m_store.free_mm(request.vnode(), free.mm));
   log.debug("vNode {}: freed mm {}", request.vnode(), free.mm);
   return {};
 }
 
-Result<wire::MmCreateReply> Mcomponent::mm_fork(const wire::MmForkRequest& fork,
-                                                const Message& request) {
-  wire::MmCreateReply reply{};
+Result<wire::P2mMmCreateReply> Mcomponent::mm_fork(const wire::P2mMmForkRequest& fork,
+                                                   const Message& request) {
+  wire::P2mMmCreateReply reply{};
   reply.mm = TRY(m_store.fork_mm(request.vnode(), fork.mm));
   log.debug("vNode {}: forked mm {} into mm {}", request.vnode(), fork.mm, reply.mm);
   return reply;
 }
 
-Result<void> Mcomponent::page_write(const wire::Tailed<wire::PageRange>& write,
+Result<void> Mcomponent::page_write(const wire::Tailed<wire::P2mPageRange>& write,
                                     const Message& request) {
-  const wire::PageRange& range = write.head;
+  const wire::P2mPageRange& range = write.head;
   return m_store.write_pages(request.vnode(), range.mm, range.address, range.count,
                              write.tail.view());
 }
 
-Result<wire::RawBytes> Mcomponent::page_read(const wire::PageRange& range, const Message& request) {
+Result<wire::RawBytes> Mcomponent::page_read(const wire::P2mPageRange& range,
+                                             const Message& request) {
   wire::Tail pages = wire::Tail::with_room(0, static_cast<size_t>(range.count) * wire::kPageSize);
   TRY(m_store.read_pages(request.vnode(), range.mm, range.address, range.count, pages.span()));
   return wire::RawBytes{std::move(pages)};
 }
 
-Result<void> Mcomponent::page_free(const wire::PageRange& range, const Message& request) {
+Result<void> Mcomponent::page_free(const wire::P2mPageRange& range, const Message& request) {
   return m_store.free_pages(request.vnode(), range.mm, range.address, range.count);
 }
 
-Result<void> Mcomponent::page_move(const wire::PageMove& move, const Message& request) {
+Result<void> Mcomponent::page_move(const wire::P2mPageMoveRequest& move, const Message& request) {
   return m_store.move_pages(request.vnode(), move.mm, move.from, move.to, move.count);
 }
 

@@ -17,7 +17,7 @@ Membership::Membership(std::string monitor_address, wire::FabricKind fabric,
       m_failure_timeout(failure_timeout),
       m_started_unix_ms(started_unix_ms) {}
 
-NodeId Membership::join(const wire::JoinRequest& request,
+NodeId Membership::join(const wire::C2monJoinRequest& request,
                         std::shared_ptr<fabric::Connection> connection, Clock::time_point now,
                         uint64_t now_unix_ms) {
   NodeEntry entry;
@@ -35,7 +35,7 @@ NodeId Membership::join(const wire::JoinRequest& request,
   return id;
 }
 
-Membership::HeartbeatOutcome Membership::heartbeat(const wire::Heartbeat& heartbeat,
+Membership::HeartbeatOutcome Membership::heartbeat(const wire::C2monHeartbeat& heartbeat,
                                                    Clock::time_point now) {
   NodeEntry* entry = find(heartbeat.node);
   // A node that said goodbye has no membership left to refresh.

@@ -67,7 +67,7 @@ class Membership {
 
   // Adds a component (the request is already validated) and returns its id.
   // Ids start at 2 and are never reused.
-  NodeId join(const wire::JoinRequest& request, std::shared_ptr<fabric::Connection> connection,
+  NodeId join(const wire::C2monJoinRequest& request, std::shared_ptr<fabric::Connection> connection,
               Clock::time_point now, uint64_t now_unix_ms);
 
   enum class HeartbeatOutcome {
@@ -75,7 +75,7 @@ class Membership {
     kRevived,  // a failed node reported in again and is alive again
     kUnknown,  // no such node (or it left): it must join again
   };
-  HeartbeatOutcome heartbeat(const wire::Heartbeat& heartbeat, Clock::time_point now);
+  HeartbeatOutcome heartbeat(const wire::C2monHeartbeat& heartbeat, Clock::time_point now);
 
   // C2MON_LEAVE. False when the node is unknown.
   bool leave(NodeId node);

@@ -28,8 +28,9 @@ uint64_t PlacementLedger::recent(NodeId node, Clock::time_point now) {
   return total;
 }
 
-Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, PlacementLedger& ledger,
-                                            VnodeId vnode, uint64_t bytes, Clock::time_point now) {
+Result<wire::P2monMemoryPlaceReply> place_memory(const Membership& membership,
+                                                 PlacementLedger& ledger, VnodeId vnode,
+                                                 uint64_t bytes, Clock::time_point now) {
   const NodeEntry* best = nullptr;
   uint64_t best_free = 0;
   for (NodeId id : membership.alive(NodeKind::kMcomponent)) {
@@ -47,7 +48,7 @@ Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, Placem
     return make_error(EHOSTUNREACH, "no alive mComponent serves vNode " + std::to_string(vnode));
   }
   ledger.charge(best->id, bytes, now);
-  wire::MemoryPlaceReply reply{};
+  wire::P2monMemoryPlaceReply reply{};
   reply.node = best->id;
   reply.address.set(best->address);
   return reply;
@@ -59,9 +60,10 @@ void register_memory_placement(rpc::ControlDispatcher& dispatcher, std::mutex& m
   // The dispatcher has checked that the body names the header's vNode
   // (wire::matches_header).
   dispatcher.on<wire::Opcode::P2MON_MEMORY_PLACE>(
-      [ledger, &mutex, &membership](const wire::MemoryPlaceRequest& place,
-                                    const rpc::Message& request) -> Result<wire::MemoryPlaceReply> {
-        Result<wire::MemoryPlaceReply> reply = [&] {
+      [ledger, &mutex, &membership](
+          const wire::P2monMemoryPlaceRequest& place,
+          const rpc::Message& request) -> Result<wire::P2monMemoryPlaceReply> {
+        Result<wire::P2monMemoryPlaceReply> reply = [&] {
           std::lock_guard lock(mutex);
           return place_memory(membership, *ledger, place.vnode, place.bytes, Clock::now());
         }();

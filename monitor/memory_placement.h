@@ -48,8 +48,9 @@ class PlacementLedger {
 
 // Picks the mComponent for `bytes` of `vnode` and charges it in `ledger`.
 // EHOSTUNREACH when no alive mComponent serves the vNode.
-Result<wire::MemoryPlaceReply> place_memory(const Membership& membership, PlacementLedger& ledger,
-                                            VnodeId vnode, uint64_t bytes, Clock::time_point now);
+Result<wire::P2monMemoryPlaceReply> place_memory(const Membership& membership,
+                                                 PlacementLedger& ledger, VnodeId vnode,
+                                                 uint64_t bytes, Clock::time_point now);
 
 // Serves P2MON_MEMORY_PLACE on `dispatcher` with place_memory(); `mutex`
 // guards `membership` (MonitorServer's m_mutex and m_membership). The

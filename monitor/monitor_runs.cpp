@@ -24,7 +24,7 @@ using SharedResponder = std::shared_ptr<rpc::Responder>;
 namespace {
 
 wire::RunExitBody lost_exit(uint64_t run, std::string_view text) {
-  wire::RunExit exit{};
+  wire::P2ctlRunExit exit{};
   exit.run = run;
   exit.code = 255;
   exit.flags = wire::kExitLost;
@@ -34,8 +34,8 @@ wire::RunExitBody lost_exit(uint64_t run, std::string_view text) {
 // Sends `signo` to a run's program and forgets the answer.
 void signal_run(fabric::Connection& component, VnodeId vnode, uint64_t run, int signo,
                 Duration timeout) {
-  rpc::call_async<Opcode::MON2P_SIGNAL>(component, vnode, wire::RunSignal{run, signo, 0}, timeout,
-                                        [](Result<wire::Empty>) {});
+  rpc::call_async<Opcode::MON2P_SIGNAL>(component, vnode, wire::Ctl2pRunSignal{run, signo, 0},
+                                        timeout, [](Result<wire::Empty>) {});
 }
 
 // Passes a peer's empty reply (or its failure) back to whoever asked.
@@ -111,7 +111,7 @@ void gather(const std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connecti
 
 void MonitorServer::register_run_handlers() {
   m_dispatcher.on_deferred<Opcode::CTL2MON_RUN>(
-      [this](wire::RunCommand command, rpc::Message, ReplyTo<Opcode::CTL2MON_RUN> reply) {
+      [this](wire::Ctl2pRunCommand command, rpc::Message, ReplyTo<Opcode::CTL2MON_RUN> reply) {
         handle_run(std::move(command), std::move(reply));
       });
   m_dispatcher.on_deferred<Opcode::CTL2MON_STDIN>(
@@ -119,11 +119,11 @@ void MonitorServer::register_run_handlers() {
         handle_stdin(std::move(input), std::move(reply));
       });
   m_dispatcher.on_deferred<Opcode::CTL2MON_SIGNAL>(
-      [this](wire::RunSignal signal, rpc::Message, ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
+      [this](wire::Ctl2pRunSignal signal, rpc::Message, ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
         handle_signal(signal, std::move(reply));
       });
   m_dispatcher.on_deferred<Opcode::CTL2MON_PS>(
-      [this](wire::PsRequest request, rpc::Message, ReplyTo<Opcode::CTL2MON_PS> reply) {
+      [this](wire::Ctl2monPsRequest request, rpc::Message, ReplyTo<Opcode::CTL2MON_PS> reply) {
         handle_ps(request, std::move(reply));
       });
   m_dispatcher.on_deferred<Opcode::CTL2MON_STATS>(
@@ -142,7 +142,7 @@ void MonitorServer::register_run_handlers() {
 
 // ---- run --------------------------------------------------------------------
 
-void MonitorServer::handle_run(wire::RunCommand command, ReplyTo<Opcode::CTL2MON_RUN> reply) {
+void MonitorServer::handle_run(wire::Ctl2pRunCommand command, ReplyTo<Opcode::CTL2MON_RUN> reply) {
   std::shared_ptr<fabric::Connection> console = reply.connection();
   std::string name = command.request.vnode_name.str();
 
@@ -202,7 +202,7 @@ void MonitorServer::handle_run(wire::RunCommand command, ReplyTo<Opcode::CTL2MON
   Duration timeout = m_options.run_timeout;
   rpc::call_async<Opcode::MON2P_RUN>(
       *entry.component, vnode, std::move(command), timeout,
-      [this, id, node, vnode, timeout, shared](Result<wire::RunStarted> started) {
+      [this, id, node, vnode, timeout, shared](Result<wire::Ctl2pRunReply> started) {
         std::shared_ptr<fabric::Connection> console;
         std::shared_ptr<fabric::Connection> component;
         bool known = false;
@@ -248,7 +248,7 @@ void MonitorServer::handle_run(wire::RunCommand command, ReplyTo<Opcode::CTL2MON
           log.info("run {}: its console left before it started; hanging it up", id);
           signal_run(*component, vnode, id, SIGHUP, m_options.query_timeout);
         }
-        wire::RunStarted answer = started.value();
+        wire::Ctl2pRunReply answer = started.value();
         answer.run = id;
         answer.pcomponent = node;
         answer.vnode = vnode;
@@ -289,7 +289,7 @@ void MonitorServer::handle_output(wire::RunOutputBody output, ReplyTo<Opcode::P2
 }
 
 void MonitorServer::handle_exit(wire::RunExitBody body, ReplyTo<Opcode::P2MON_EXIT> reply) {
-  const wire::RunExit exit = body.head;
+  const wire::P2ctlRunExit exit = body.head;
   std::optional<RunEntry> entry;
   auto found = [&]() -> Result<void> {
     std::lock_guard lock(m_mutex);
@@ -341,7 +341,8 @@ void MonitorServer::handle_stdin(wire::RunInputBody input, ReplyTo<Opcode::CTL2M
                                        m_options.stream_timeout, relay_to(std::move(reply)));
 }
 
-void MonitorServer::handle_signal(wire::RunSignal signal, ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
+void MonitorServer::handle_signal(wire::Ctl2pRunSignal signal,
+                                  ReplyTo<Opcode::CTL2MON_SIGNAL> reply) {
   uint64_t run = signal.run;
   std::shared_ptr<fabric::Connection> component;
   VnodeId vnode = kNoVnode;
@@ -415,7 +416,8 @@ void MonitorServer::end_runs_of(NodeId node) {
 
 // ---- ps and stats -------------------------------------------------------------
 
-void MonitorServer::handle_ps(const wire::PsRequest& request, ReplyTo<Opcode::CTL2MON_PS> reply) {
+void MonitorServer::handle_ps(const wire::Ctl2monPsRequest& request,
+                              ReplyTo<Opcode::CTL2MON_PS> reply) {
   std::string name = request.vnode_name.str();
   VnodeId filter = kNoVnode;
   std::vector<std::pair<NodeId, std::shared_ptr<fabric::Connection>>> targets;
@@ -437,7 +439,7 @@ void MonitorServer::handle_ps(const wire::PsRequest& request, ReplyTo<Opcode::CT
   }
   auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_PS>>(std::move(reply));
   gather<Opcode::MON2P_PS>(
-      targets, filter, wire::PsQuery{filter, 0}, m_options.query_timeout,
+      targets, filter, wire::Mon2pPsRequest{filter, 0}, m_options.query_timeout,
       [names](wire::ProcessRecord& record, NodeId node) {
         record.pcomponent = node;
         auto it = names->find(record.vnode);

@@ -52,15 +52,15 @@ MonitorServer::MonitorServer(Options options)
     : m_options(std::move(options)),
       m_membership(m_options.address, m_options.fabric, m_options.failure_timeout, unix_now_ms()) {
   m_dispatcher.on_deferred<Opcode::C2MON_JOIN>(
-      [this](const wire::JoinRequest& join, rpc::Message, ReplyTo<Opcode::C2MON_JOIN> reply) {
+      [this](const wire::C2monJoinRequest& join, rpc::Message, ReplyTo<Opcode::C2MON_JOIN> reply) {
         handle_join(join, std::move(reply));
       });
   m_dispatcher.on<Opcode::C2MON_HEARTBEAT>(
-      [this](const wire::Heartbeat& heartbeat, const rpc::Message&) {
+      [this](const wire::C2monHeartbeat& heartbeat, const rpc::Message&) {
         return handle_heartbeat(heartbeat);
       });
-  m_dispatcher.on<Opcode::C2MON_LEAVE>(
-      [this](const wire::LeaveRequest& leave, const rpc::Message&) { return handle_leave(leave); });
+  m_dispatcher.on<Opcode::C2MON_LEAVE>([this](const wire::C2monLeaveRequest& leave,
+                                              const rpc::Message&) { return handle_leave(leave); });
   m_dispatcher.on<Opcode::CTL2MON_NODES>(
       [this](const wire::Empty&, const rpc::Message&) { return handle_nodes(); });
   m_dispatcher.on<Opcode::CTL2MON_VNODE_LIST>(
@@ -68,7 +68,7 @@ MonitorServer::MonitorServer(Options options)
   // Creation and destruction wait for components, so they go to the worker.
   // The reply is move-only and a Job must be copyable: share it.
   m_dispatcher.on_deferred<Opcode::CTL2MON_VNODE_CREATE>(
-      [this](wire::VnodeCreateRequest request, rpc::Message,
+      [this](wire::Ctl2monVnodeCreateRequest request, rpc::Message,
              ReplyTo<Opcode::CTL2MON_VNODE_CREATE> reply) {
         auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_VNODE_CREATE>>(std::move(reply));
         enqueue([this, request, shared](bool cancelled) {
@@ -80,7 +80,7 @@ MonitorServer::MonitorServer(Options options)
         });
       });
   m_dispatcher.on_deferred<Opcode::CTL2MON_VNODE_DESTROY>(
-      [this](wire::VnodeDestroyRequest request, rpc::Message,
+      [this](wire::Ctl2monVnodeDestroyRequest request, rpc::Message,
              ReplyTo<Opcode::CTL2MON_VNODE_DESTROY> reply) {
         auto shared = std::make_shared<ReplyTo<Opcode::CTL2MON_VNODE_DESTROY>>(std::move(reply));
         enqueue([this, name = request.name.str(), shared](bool cancelled) {
@@ -204,7 +204,8 @@ void MonitorServer::check_failures(Clock::time_point now) {
 
 // ---- membership (transport thread) -----------------------------------------
 
-void MonitorServer::handle_join(const wire::JoinRequest& join, ReplyTo<Opcode::C2MON_JOIN> reply) {
+void MonitorServer::handle_join(const wire::C2monJoinRequest& join,
+                                ReplyTo<Opcode::C2MON_JOIN> reply) {
   std::shared_ptr<fabric::Connection> connection = reply.connection();
   NodeId id;
   {
@@ -221,7 +222,7 @@ void MonitorServer::handle_join(const wire::JoinRequest& join, ReplyTo<Opcode::C
   const fabric::Connection* raw = connection.get();
   connection->set_close_handler([this, id, raw] { on_connection_closed(id, raw); });
 
-  reply.reply(wire::JoinReply{id, kHeartbeatIntervalMs});
+  reply.reply(wire::C2monJoinReply{id, kHeartbeatIntervalMs});
   // Queued after the reply so that the component learns its id before it
   // hears about vNodes.
   enqueue([this, id](bool cancelled) {
@@ -229,7 +230,7 @@ void MonitorServer::handle_join(const wire::JoinRequest& join, ReplyTo<Opcode::C
   });
 }
 
-Result<void> MonitorServer::handle_heartbeat(const wire::Heartbeat& heartbeat) {
+Result<void> MonitorServer::handle_heartbeat(const wire::C2monHeartbeat& heartbeat) {
   Membership::HeartbeatOutcome outcome;
   std::string who;
   {
@@ -257,7 +258,7 @@ Result<void> MonitorServer::handle_heartbeat(const wire::Heartbeat& heartbeat) {
   return {};
 }
 
-Result<void> MonitorServer::handle_leave(const wire::LeaveRequest& leave) {
+Result<void> MonitorServer::handle_leave(const wire::C2monLeaveRequest& leave) {
   std::string who;
   {
     std::lock_guard lock(m_mutex);
@@ -361,7 +362,8 @@ std::vector<Result<void>> MonitorServer::call_all(const std::vector<Target>& tar
   return results;
 }
 
-Result<wire::VnodeRecord> MonitorServer::create_vnode(const wire::VnodeCreateRequest& request) {
+Result<wire::VnodeRecord> MonitorServer::create_vnode(
+    const wire::Ctl2monVnodeCreateRequest& request) {
   VnodeEntry entry;
   Target root;
   std::vector<Target> others;
@@ -400,8 +402,8 @@ Result<wire::VnodeRecord> MonitorServer::create_vnode(const wire::VnodeCreateReq
     // time; tell it to drop whatever it has. Its answer does not matter.
     if (root.connection) {
       rpc::call_async<Opcode::MON2S_VNODE_DESTROY>(
-          *root.connection, entry.id, wire::VnodeTeardown{entry.id, 0}, m_options.component_timeout,
-          [](Result<wire::Empty>) {});
+          *root.connection, entry.id, wire::Mon2cVnodeDestroyRequest{entry.id, 0},
+          m_options.component_timeout, [](Result<wire::Empty>) {});
     }
     log.warn("vnode '{}' not created: {} could not set up its root: {}", entry.name,
              describe(root.id, root.kind, root.address), rooted.error().text());
@@ -449,7 +451,7 @@ Result<void> MonitorServer::destroy_vnode(const std::string& name) {
     }
   }
 
-  wire::VnodeTeardown teardown{};
+  wire::Mon2cVnodeDestroyRequest teardown{};
   teardown.vnode = entry.id;
   auto results = call_all(holders, destroy_opcode, entry.id, wire::encode(teardown));
   {
@@ -472,7 +474,7 @@ Result<void> MonitorServer::destroy_vnode(const std::string& name) {
 
 void MonitorServer::sync_node(NodeId id) {
   Target node_target;
-  std::vector<wire::VnodeSetup> creates;
+  std::vector<wire::Mon2cVnodeCreateRequest> creates;
   std::vector<VnodeId> destroys;
   {
     std::lock_guard lock(m_mutex);
@@ -510,7 +512,7 @@ void MonitorServer::sync_node(NodeId id) {
            describe(node_target.id, node_target.kind, node_target.address), creates.size(),
            destroys.size());
 
-  for (const wire::VnodeSetup& setup : creates) {
+  for (const wire::Mon2cVnodeCreateRequest& setup : creates) {
     auto result =
         std::move(call_all({node_target}, create_opcode, setup.vnode, wire::encode(setup)).front());
     if (!result) {
@@ -523,7 +525,7 @@ void MonitorServer::sync_node(NodeId id) {
     if (NodeEntry* node = m_membership.find(id)) node->vnodes.insert(setup.vnode);
   }
   for (VnodeId vnode : destroys) {
-    wire::VnodeTeardown teardown{};
+    wire::Mon2cVnodeDestroyRequest teardown{};
     teardown.vnode = vnode;
     auto result =
         std::move(call_all({node_target}, destroy_opcode, vnode, wire::encode(teardown)).front());

@@ -3,31 +3,31 @@
 // components (MON2P_/MON2M_/MON2S_VNODE_*).
 //
 // The protocol, as served here (every request carries vNode 0 unless said):
-//   C2MON_JOIN       JoinRequest -> JoinReply{node, heartbeat_interval_ms}.
+//   C2MON_JOIN       C2monJoinRequest -> C2monJoinReply{node, heartbeat_interval_ms}.
 //                    The connection the join came on is kept: the monitor
 //                    sends that component its MON2x_ requests on it, and its
 //                    closing marks the node failed at once. After the reply,
 //                    the component is sent MON2x_VNODE_CREATE for every vNode
 //                    it should know (all of them for p/m, those rooted on it
 //                    for s).
-//   C2MON_HEARTBEAT  Heartbeat -> empty; ENOENT when the node is unknown or
+//   C2MON_HEARTBEAT  C2monHeartbeat -> empty; ENOENT when the node is unknown or
 //                    left (the component joins again). A failed node that
 //                    heartbeats is alive again and is brought up to date.
-//   C2MON_LEAVE      LeaveRequest -> empty; ENOENT when unknown.
-//   CTL2MON_NODES    empty -> ListReply + NodeRecord[count], the monitor first.
-//   CTL2MON_VNODE_LIST    empty -> ListReply + VnodeRecord[count], by id.
-//   CTL2MON_VNODE_CREATE  VnodeCreateRequest -> VnodeRecord. EEXIST for a
+//   C2MON_LEAVE      C2monLeaveRequest -> empty; ENOENT when unknown.
+//   CTL2MON_NODES    empty -> Ctl2monListReply + NodeRecord[count], the monitor first.
+//   CTL2MON_VNODE_LIST    empty -> Ctl2monListReply + VnodeRecord[count], by id.
+//   CTL2MON_VNODE_CREATE  Ctl2monVnodeCreateRequest -> VnodeRecord. EEXIST for a
 //                    duplicate name; EHOSTUNREACH when no sComponent is
 //                    alive. The root's sComponent gets MON2S_VNODE_CREATE
 //                    first (failure: nothing is kept, the error is returned);
 //                    then every alive m/pComponent gets MON2M_/MON2P_
 //                    (failures there are logged, not fatal).
-//   CTL2MON_VNODE_DESTROY VnodeDestroyRequest -> empty; ENOENT when missing.
+//   CTL2MON_VNODE_DESTROY Ctl2monVnodeDestroyRequest -> empty; ENOENT when missing.
 //                    Every alive component that set the vNode up gets
 //                    MON2x_VNODE_DESTROY; their failures are logged.
-//   MON2x_VNODE_CREATE   VnodeSetup, header vnode = id -> empty (idempotent
+//   MON2x_VNODE_CREATE   Mon2cVnodeCreateRequest, header vnode = id -> empty (idempotent
 //                    on the component: it may be re-sent after a failure).
-//   MON2x_VNODE_DESTROY  VnodeTeardown, header vnode = id -> empty.
+//   MON2x_VNODE_DESTROY  Mon2cVnodeDestroyRequest, header vnode = id -> empty.
 //   Runs, ps and stats (CTL2MON_RUN/STDIN/SIGNAL/PS/STATS, MON2P_*, P2MON_*,
 //   MON2CTL_*): see kernel/wire/process_messages.h; served in
 //   monitor_runs.cpp. A run goes to the alive pComponent that has the vNode
@@ -71,7 +71,7 @@
 
 namespace sk::monitor {
 
-// Components are told to heartbeat this often (JoinReply).
+// Components are told to heartbeat this often (C2monJoinReply).
 inline constexpr uint32_t kHeartbeatIntervalMs = 500;
 
 class MonitorServer {
@@ -148,9 +148,9 @@ class MonitorServer {
   using ReplyTo = rpc::ReplyTo<Op>;
 
   // Transport thread.
-  void handle_join(const wire::JoinRequest& join, ReplyTo<wire::Opcode::C2MON_JOIN> reply);
-  Result<void> handle_heartbeat(const wire::Heartbeat& heartbeat);
-  Result<void> handle_leave(const wire::LeaveRequest& leave);
+  void handle_join(const wire::C2monJoinRequest& join, ReplyTo<wire::Opcode::C2MON_JOIN> reply);
+  Result<void> handle_heartbeat(const wire::C2monHeartbeat& heartbeat);
+  Result<void> handle_leave(const wire::C2monLeaveRequest& leave);
   Result<wire::NodeList> handle_nodes();
   Result<wire::VnodeList> handle_vnode_list();
   void on_connection_closed(NodeId node, const fabric::Connection* connection);
@@ -158,12 +158,12 @@ class MonitorServer {
   // Runs, ps and stats (monitor_runs.cpp); transport thread, never called
   // with m_mutex held (they call connections, whose callbacks may run
   // inline).
-  void handle_run(wire::RunCommand command, ReplyTo<wire::Opcode::CTL2MON_RUN> reply);
+  void handle_run(wire::Ctl2pRunCommand command, ReplyTo<wire::Opcode::CTL2MON_RUN> reply);
   void handle_stdin(wire::RunInputBody input, ReplyTo<wire::Opcode::CTL2MON_STDIN> reply);
-  void handle_signal(wire::RunSignal signal, ReplyTo<wire::Opcode::CTL2MON_SIGNAL> reply);
+  void handle_signal(wire::Ctl2pRunSignal signal, ReplyTo<wire::Opcode::CTL2MON_SIGNAL> reply);
   void handle_output(wire::RunOutputBody output, ReplyTo<wire::Opcode::P2MON_OUTPUT> reply);
   void handle_exit(wire::RunExitBody exit, ReplyTo<wire::Opcode::P2MON_EXIT> reply);
-  void handle_ps(const wire::PsRequest& request, ReplyTo<wire::Opcode::CTL2MON_PS> reply);
+  void handle_ps(const wire::Ctl2monPsRequest& request, ReplyTo<wire::Opcode::CTL2MON_PS> reply);
   void handle_stats(ReplyTo<wire::Opcode::CTL2MON_STATS> reply);
   void register_run_handlers();
   void on_console_closed(const fabric::Connection* connection);
@@ -176,7 +176,7 @@ class MonitorServer {
   std::vector<wire::StatRecord> own_run_stats();
 
   // Worker thread.
-  Result<wire::VnodeRecord> create_vnode(const wire::VnodeCreateRequest& request);
+  Result<wire::VnodeRecord> create_vnode(const wire::Ctl2monVnodeCreateRequest& request);
   Result<void> destroy_vnode(const std::string& name);
   void sync_node(NodeId node);
   std::vector<Result<void>> call_all(const std::vector<Target>& targets,

@@ -16,8 +16,8 @@ wire::VnodeRecord VnodeEntry::record() const {
   return record;
 }
 
-wire::VnodeSetup VnodeEntry::setup() const {
-  wire::VnodeSetup setup{};
+wire::Mon2cVnodeCreateRequest VnodeEntry::setup() const {
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = id;
   setup.flags = flags;
   setup.cache = cache;

@@ -30,7 +30,7 @@ struct VnodeEntry {
   uint32_t processes = 0;
 
   wire::VnodeRecord record() const;
-  wire::VnodeSetup setup() const;
+  wire::Mon2cVnodeCreateRequest setup() const;
 };
 
 class VnodeTable {

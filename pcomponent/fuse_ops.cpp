@@ -319,14 +319,14 @@ int op_readlink(const char* path, char* buffer, size_t size) {
   return 0;
 }
 
-int setattr(MountContext& mount, const char* path, const wire::StorageSetattrRequest& request) {
+int setattr(MountContext& mount, const char* path, const wire::P2sSetattrRequest& request) {
   auto done = mount.client->setattr(mount.vnode, path, request);
   return done ? 0 : fail(mount, done.error());
 }
 
 int op_chmod(const char* path, mode_t mode, fuse_file_info*) {
   auto& mount = serve(StorageOp::k_chmod);
-  wire::StorageSetattrRequest request{};
+  wire::P2sSetattrRequest request{};
   request.valid = wire::kSetMode;
   request.mode = mode & 07777;
   return setattr(mount, path, request);
@@ -334,7 +334,7 @@ int op_chmod(const char* path, mode_t mode, fuse_file_info*) {
 
 int op_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info*) {
   auto& mount = serve(StorageOp::k_chown);
-  wire::StorageSetattrRequest request{};
+  wire::P2sSetattrRequest request{};
   if (uid != static_cast<uid_t>(-1)) {
     request.valid |= wire::kSetUid;
     request.uid = mount.ids.to_vnode(uid);
@@ -349,7 +349,7 @@ int op_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info*) {
 int op_truncate(const char* path, off_t size, fuse_file_info*) {
   auto& mount = serve(StorageOp::k_truncate);
   if (size < 0) return -EINVAL;
-  wire::StorageSetattrRequest request{};
+  wire::P2sSetattrRequest request{};
   request.valid = wire::kSetSize;
   request.size = static_cast<uint64_t>(size);
   return setattr(mount, path, request);
@@ -357,7 +357,7 @@ int op_truncate(const char* path, off_t size, fuse_file_info*) {
 
 int op_utimens(const char* path, const timespec times[2], fuse_file_info*) {
   auto& mount = serve(StorageOp::k_utimens);
-  wire::StorageSetattrRequest request{};
+  wire::P2sSetattrRequest request{};
   auto set = [&](const timespec& time, uint32_t given, uint32_t now, wire::StorageTime& out) {
     if (time.tv_nsec == UTIME_OMIT) return;
     if (time.tv_nsec == UTIME_NOW) {

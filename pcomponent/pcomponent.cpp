@@ -14,10 +14,11 @@ using wire::Opcode;
 Pcomponent::Pcomponent(uint64_t excache, Storage& storage)
     : m_excache(excache), m_storage(storage) {
   m_dispatcher.on<Opcode::MON2P_VNODE_CREATE>(
-      m_workers,
-      [this](const wire::VnodeSetup& setup, const rpc::Message&) { return vnode_create(setup); });
+      m_workers, [this](const wire::Mon2cVnodeCreateRequest& setup, const rpc::Message&) {
+        return vnode_create(setup);
+      });
   m_dispatcher.on<Opcode::MON2P_VNODE_DESTROY>(
-      m_workers, [this](const wire::VnodeTeardown& teardown, const rpc::Message&) {
+      m_workers, [this](const wire::Mon2cVnodeDestroyRequest& teardown, const rpc::Message&) {
         return vnode_destroy(teardown);
       });
 }
@@ -30,9 +31,9 @@ void Pcomponent::stop() {
   m_workers.stop();
 }
 
-Member::Usage Pcomponent::usage() const {
+MembershipClient::Usage Pcomponent::usage() const {
   // The daemon fills in the resident bytes and the load (main.cpp).
-  return Member::Usage{m_excache, 0, 0};
+  return MembershipClient::Usage{m_excache, 0, 0};
 }
 
 std::map<VnodeId, Pcomponent::Vnode> Pcomponent::vnodes() const {
@@ -40,7 +41,7 @@ std::map<VnodeId, Pcomponent::Vnode> Pcomponent::vnodes() const {
   return m_vnodes;
 }
 
-Result<void> Pcomponent::vnode_create(const wire::VnodeSetup& setup) {
+Result<void> Pcomponent::vnode_create(const wire::Mon2cVnodeCreateRequest& setup) {
   uint64_t cache = setup.cache == 0 ? m_excache : setup.cache;
   std::string scomponent = setup.scomponent.str();
   if (scomponent.empty()) {
@@ -79,7 +80,7 @@ Result<void> Pcomponent::vnode_create(const wire::VnodeSetup& setup) {
   return {};
 }
 
-Result<void> Pcomponent::vnode_destroy(const wire::VnodeTeardown& teardown) {
+Result<void> Pcomponent::vnode_destroy(const wire::Mon2cVnodeDestroyRequest& teardown) {
   {
     std::lock_guard lock(m_mutex);
     if (m_vnodes.erase(teardown.vnode) == 0) {

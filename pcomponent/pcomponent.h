@@ -3,7 +3,7 @@
 // mounts each one's root through the Storage (storage.h); process execution
 // and the ExCache come with other issues.
 //
-//   MON2P_VNODE_CREATE  VnodeSetup{vnode, cache, memory, name, scomponent}
+//   MON2P_VNODE_CREATE  Mon2cVnodeCreateRequest{vnode, cache, memory, name, scomponent}
 //                       -> empty. Records the vNode; cache is its ExCache
 //                       budget (0: the whole of this pComponent's). Mounts
 //                       its root from `scomponent` before replying, so a
@@ -14,7 +14,7 @@
 //                       with the same name updates the budget; with
 //                       another name (a restarted monitor renumbered its
 //                       vNodes) replaces the old vNode.
-//   MON2P_VNODE_DESTROY VnodeTeardown{vnode} -> empty; unmounts the root;
+//   MON2P_VNODE_DESTROY Mon2cVnodeDestroyRequest{vnode} -> empty; unmounts the root;
 //                       ENOENT if unknown.
 //
 // Threads: both handlers mount or unmount, which blocks, so they run on a
@@ -28,7 +28,7 @@
 #include <mutex>
 #include <string>
 
-#include "kernel/member.h"
+#include "kernel/membership_client.h"
 #include "kernel/rpc/rpc.h"
 #include "kernel/rpc/worker_pool.h"
 #include "pcomponent/storage.h"
@@ -65,7 +65,7 @@ class Pcomponent {
   rpc::ControlDispatcher& dispatcher() { return m_dispatcher; }
   // For heartbeats: the ExCache budget as capacity (usage and load are the
   // memory and process managers', which the daemon adds).
-  Member::Usage usage() const;
+  MembershipClient::Usage usage() const;
   std::map<VnodeId, Vnode> vnodes() const;
   // The vNodes' roots, for the process manager.
   Storage& storage() { return m_storage; }
@@ -78,8 +78,8 @@ class Pcomponent {
   void stop();
 
  private:
-  Result<void> vnode_create(const wire::VnodeSetup& setup);
-  Result<void> vnode_destroy(const wire::VnodeTeardown& teardown);
+  Result<void> vnode_create(const wire::Mon2cVnodeCreateRequest& setup);
+  Result<void> vnode_destroy(const wire::Mon2cVnodeDestroyRequest& teardown);
 
   const uint64_t m_excache;
   Storage& m_storage;

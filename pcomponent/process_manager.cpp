@@ -131,7 +131,7 @@ void ProcessManager::register_handlers(rpc::Dispatcher& dispatcher) {
     }
     auto shared = std::make_shared<rpc::Responder>(std::move(responder));
     auto work = [this, command = std::move(command).value(), vnode, shared] {
-      start(command, vnode, shared->connection(), [shared](Result<wire::RunStarted> started) {
+      start(command, vnode, shared->connection(), [shared](Result<wire::Ctl2pRunReply> started) {
         if (started) {
           shared->reply(wire::encode(started.value()));
         } else {
@@ -145,25 +145,26 @@ void ProcessManager::register_handlers(rpc::Dispatcher& dispatcher) {
   });
 
   dispatcher.on_async(Opcode::MON2P_STDIN, [this](rpc::Message request, rpc::Responder responder) {
-    auto decoded = wire::decode_sized<wire::RunInput>(request.payload, &wire::RunInput::length);
+    auto decoded =
+        wire::decode_sized<wire::Ctl2pRunInput>(request.payload, &wire::Ctl2pRunInput::length);
     if (!decoded) {
       responder.fail(decoded.error());
       return;
     }
-    wire::RunInput input = decoded->first;
-    m_pump.input(input.run, std::move(request.payload), sizeof(wire::RunInput),
+    wire::Ctl2pRunInput input = decoded->first;
+    m_pump.input(input.run, std::move(request.payload), sizeof(wire::Ctl2pRunInput),
                  (input.flags & wire::kInputEof) != 0, std::move(responder));
   });
 
   dispatcher.on(Opcode::MON2P_SIGNAL,
                 [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-                  auto message = TRY(wire::decode<wire::RunSignal>(request.payload));
+                  auto message = TRY(wire::decode<wire::Ctl2pRunSignal>(request.payload));
                   TRY(signal(message.run, message.signo));
                   return wire::Bytes{};
                 });
 
   dispatcher.on_async(Opcode::MON2P_PS, [this](rpc::Message request, rpc::Responder responder) {
-    auto query = wire::decode<wire::PsQuery>(request.payload);
+    auto query = wire::decode<wire::Mon2pPsRequest>(request.payload);
     if (!query) {
       responder.fail(query.error());
       return;
@@ -184,9 +185,9 @@ void ProcessManager::register_handlers(rpc::Dispatcher& dispatcher) {
   });
 }
 
-void ProcessManager::start(const wire::RunCommand& command, VnodeId vnode,
+void ProcessManager::start(const wire::Ctl2pRunCommand& command, VnodeId vnode,
                            std::shared_ptr<fabric::Connection> monitor,
-                           std::function<void(Result<wire::RunStarted>)> reply) {
+                           std::function<void(Result<wire::Ctl2pRunReply>)> reply) {
   uint64_t id = command.request.run;
   auto refuse = [&](Error error) {
     {
@@ -270,7 +271,7 @@ void ProcessManager::start(const wire::RunCommand& command, VnodeId vnode,
   }
   run->pid = pid.value();
   auto vnode_pid = m_launcher.vnode_pid(run->pid);  // fails only if it is gone already
-  wire::RunStarted started{};
+  wire::Ctl2pRunReply started{};
   started.run = id;
   started.vnode = vnode;
   started.host_pid = run->pid;

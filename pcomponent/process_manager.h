@@ -3,7 +3,7 @@
 // pComponent's counters (`stats`). The protocol is in
 // kernel/wire/process_messages.h; the requests it serves:
 //
-//   MON2P_RUN     RunRequest{run} + strings, header vnode -> RunStarted.
+//   MON2P_RUN     Ctl2pRunRequest{run} + strings, header vnode -> Ctl2pRunReply.
 //                 The program starts in the vNode (Launcher::launch) with
 //                 the vNode's root (Storage::root: ENOENT when this
 //                 pComponent was never told about the vNode), the vNode's
@@ -11,14 +11,14 @@
 //                 output and exit then go to the monitor as P2MON_OUTPUT
 //                 and P2MON_EXIT on the connection the request came on (the
 //                 membership connection), through the RunPump.
-//   MON2P_STDIN   RunInput + data -> empty once written into its stdin.
-//   MON2P_SIGNAL  RunSignal -> empty; the signal goes to the program's
+//   MON2P_STDIN   Ctl2pRunInput + data -> empty once written into its stdin.
+//   MON2P_SIGNAL  Ctl2pRunSignal -> empty; the signal goes to the program's
 //                 process group (it is a session leader), as a terminal's
 //                 would. ENOENT for an unknown run.
-//   MON2P_PS      PsQuery -> ClusterListReply + ProcessRecord[]: every
+//   MON2P_PS      Mon2pPsRequest -> Ctl2monClusterListReply + ProcessRecord[]: every
 //                 traced process (Launcher::processes()) of the vNode (or
 //                 of all), from /proc: state, runtime, RSS, command line.
-//   MON2P_STATS   empty -> ClusterListReply + StatRecord[]: groups
+//   MON2P_STATS   empty -> Ctl2monClusterListReply + StatRecord[]: groups
 //                 "process", "tracer", "syscalls", "refused", "storage",
 //                 and "memory" (memory_counters()) with a memory manager.
 //
@@ -109,9 +109,9 @@ class ProcessManager {
   // Starts a run whose output and exit go to `monitor`. Blocks while the
   // program launches; `reply` runs once: with the error, or with the run's
   // pids on the pump's thread before any of its output is sent.
-  void start(const wire::RunCommand& command, VnodeId vnode,
+  void start(const wire::Ctl2pRunCommand& command, VnodeId vnode,
              std::shared_ptr<fabric::Connection> monitor,
-             std::function<void(Result<wire::RunStarted>)> reply);
+             std::function<void(Result<wire::Ctl2pRunReply>)> reply);
   Result<void> signal(uint64_t run, int signo);
   std::vector<wire::ProcessRecord> processes(VnodeId vnode);
   std::vector<wire::StatRecord> counters();

@@ -214,7 +214,7 @@ void RunPump::read_output(Run& run, Watch which) {
     m_counters.dropped_bytes += static_cast<uint64_t>(n);
     return;
   }
-  wire::RunOutput head{};
+  wire::P2ctlRunOutput head{};
   head.run = run.id;
   head.length = static_cast<uint32_t>(n);
   head.stream = static_cast<uint8_t>(which == Watch::kOut ? wire::RunStream::kStdout
@@ -378,7 +378,7 @@ void RunPump::maybe_finish(const std::shared_ptr<Run>& run) {
   close_fd(*run, Watch::kIn);
   fail_input(*run, make_error(EPIPE, "the program has ended"));
   const ExitStatus& status = *run->exit;
-  wire::RunExit exit{};
+  wire::P2ctlRunExit exit{};
   exit.run = run->id;
   exit.code = status.code;
   exit.signal = status.signal;

@@ -111,10 +111,10 @@ static uint32_t length_of(std::string_view text) {
   return static_cast<uint32_t>(text.size());
 }
 
-// A request that is a StoragePathRequest and a path.
+// A request that is a P2sPathRequest and a path.
 static auto path_request(std::string_view path, uint32_t flags = 0) {
   return [path, flags] {
-    return wire::encode_storage_request(wire::StoragePathRequest{length_of(path), flags}, path);
+    return wire::encode_storage_request(wire::P2sPathRequest{length_of(path), flags}, path);
   };
 }
 
@@ -135,7 +135,7 @@ Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_
   while (done < into.size()) {
     uint32_t length =
         static_cast<uint32_t>(std::min<size_t>(into.size() - done, wire::kMaxStorageIo));
-    wire::StorageReadRequest request{offset + done, length, length_of(path)};
+    wire::P2sReadRequest request{offset + done, length, length_of(path)};
     auto payload = TRY(call(Opcode::P2S_READ, vnode, Retry::kIdempotent, m_timeout,
                             [&] { return wire::encode_storage_request(request, path); }));
     auto data = wire::decode_data_reply(payload);
@@ -147,19 +147,19 @@ Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_
   return done;
 }
 
-Result<wire::StorageWriteReply> StorageClient::write(VnodeId vnode, std::string_view path,
-                                                     uint64_t offset, wire::ByteView data,
-                                                     uint32_t flags) {
-  wire::StorageWriteReply total{};
+Result<wire::P2sWriteReply> StorageClient::write(VnodeId vnode, std::string_view path,
+                                                 uint64_t offset, wire::ByteView data,
+                                                 uint32_t flags) {
+  wire::P2sWriteReply total{};
   // An append that may have happened must not happen twice.
   Retry retry = (flags & wire::kWriteAppend) ? Retry::kNo : Retry::kIdempotent;
   do {
     auto piece = data.subspan(total.written,
                               std::min<size_t>(data.size() - total.written, wire::kMaxStorageIo));
-    wire::StorageWriteRequest request{offset + total.written, static_cast<uint32_t>(piece.size()),
-                                      length_of(path), flags, 0};
+    wire::P2sWriteRequest request{offset + total.written, static_cast<uint32_t>(piece.size()),
+                                  length_of(path), flags, 0};
     auto reply =
-        TRY(reply_as<wire::StorageWriteReply>(call(Opcode::P2S_WRITE, vnode, retry, m_timeout, [&] {
+        TRY(reply_as<wire::P2sWriteReply>(call(Opcode::P2S_WRITE, vnode, retry, m_timeout, [&] {
           return wire::encode_storage_request(request, path, {}, piece);
         })));
     if (reply.written > piece.size()) return make_error(EIO, "bad reply to P2S_WRITE");
@@ -173,8 +173,7 @@ Result<wire::StorageWriteReply> StorageClient::write(VnodeId vnode, std::string_
 static auto make_request(std::string_view path, uint32_t mode, uint32_t flags, uint32_t uid,
                          uint32_t gid, uint64_t rdev = 0, std::string_view target = {}) {
   return [=] {
-    wire::StorageMakeRequest request{
-        rdev, mode, flags, uid, gid, length_of(path), length_of(target)};
+    wire::P2sMakeRequest request{rdev, mode, flags, uid, gid, length_of(path), length_of(target)};
     return wire::encode_storage_request(request, path, target);
   };
 }
@@ -206,7 +205,7 @@ Result<wire::StorageStat> StorageClient::symlink(VnodeId vnode, std::string_view
 
 static auto two_path_request(std::string_view path, std::string_view second, uint32_t flags) {
   return [=] {
-    wire::StorageTwoPathRequest request{length_of(path), length_of(second), flags, 0};
+    wire::P2sTwoPathRequest request{length_of(path), length_of(second), flags, 0};
     return wire::encode_storage_request(request, path, second);
   };
 }
@@ -235,10 +234,10 @@ Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode, std::s
   std::vector<wire::DirEntry> entries;
   uint64_t cookie = 0;
   for (;;) {
-    wire::StorageReaddirRequest request{cookie, wire::kMaxReaddirBytes, length_of(path)};
+    wire::P2sReaddirRequest request{cookie, wire::kMaxReaddirBytes, length_of(path)};
     auto payload = TRY(call(Opcode::P2S_READDIR, vnode, Retry::kIdempotent, m_timeout,
                             [&] { return wire::encode_storage_request(request, path); }));
-    auto decoded = wire::decode_with_tail<wire::StorageReaddirReply>(payload);
+    auto decoded = wire::decode_with_tail<wire::P2sReaddirReply>(payload);
     if (!decoded) return make_error(EIO, "bad reply to P2S_READDIR");
     auto [header, tail] = *decoded;
     auto batch = wire::decode_dirents(tail, header.count);
@@ -260,7 +259,7 @@ Result<std::string> StorageClient::readlink(VnodeId vnode, std::string_view path
 }
 
 Result<wire::StorageStat> StorageClient::setattr(VnodeId vnode, std::string_view path,
-                                                 wire::StorageSetattrRequest request) {
+                                                 wire::P2sSetattrRequest request) {
   request.path_length = length_of(path);
   return reply_as<wire::StorageStat>(
       call(Opcode::P2S_SETATTR, vnode, Retry::kIdempotent, m_timeout,

@@ -51,8 +51,8 @@ class StorageClient {
                       std::span<std::byte> into);
   // Writes all of `data` (in kMaxStorageIo pieces); returns the bytes
   // written and the file's size afterwards.
-  Result<wire::StorageWriteReply> write(VnodeId vnode, std::string_view path, uint64_t offset,
-                                        wire::ByteView data, uint32_t flags);
+  Result<wire::P2sWriteReply> write(VnodeId vnode, std::string_view path, uint64_t offset,
+                                    wire::ByteView data, uint32_t flags);
   Result<wire::StorageStat> create(VnodeId vnode, std::string_view path, uint32_t mode,
                                    uint32_t flags, uint32_t uid, uint32_t gid);
   Result<wire::StorageStat> mkdir(VnodeId vnode, std::string_view path, uint32_t mode, uint32_t uid,
@@ -70,7 +70,7 @@ class StorageClient {
   Result<std::string> readlink(VnodeId vnode, std::string_view path);
   // `request.path_length` is filled in here.
   Result<wire::StorageStat> setattr(VnodeId vnode, std::string_view path,
-                                    wire::StorageSetattrRequest request);
+                                    wire::P2sSetattrRequest request);
   Result<void> fsync(VnodeId vnode, std::string_view path, bool data_only);
   Result<wire::StorageStatfs> statfs(VnodeId vnode);
 

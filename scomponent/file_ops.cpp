@@ -304,7 +304,7 @@ Result<std::string> FileOps::readlink(std::string_view path) const {
 }
 
 Result<wire::StorageStat> FileOps::setattr(std::string_view path,
-                                           const wire::StorageSetattrRequest& request) const {
+                                           const wire::P2sSetattrRequest& request) const {
   using namespace wire;
   if (request.valid & kSetSize) {
     auto file = TRY(open_file(path, O_WRONLY | O_NONBLOCK));

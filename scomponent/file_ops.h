@@ -85,9 +85,9 @@ class FileOps {
   // renameat2(2) flags: RENAME_NOREPLACE, RENAME_EXCHANGE.
   Result<void> rename(std::string_view from, std::string_view to, uint32_t flags) const;
   Result<std::string> readlink(std::string_view path) const;
-  // Size, owner, mode, times, in that order (see StorageSetattrRequest).
+  // Size, owner, mode, times, in that order (see P2sSetattrRequest).
   Result<wire::StorageStat> setattr(std::string_view path,
-                                    const wire::StorageSetattrRequest& request) const;
+                                    const wire::P2sSetattrRequest& request) const;
   // The file's data (and with data_only false its metadata and the entry in
   // its directory) is on stable storage when it returns.
   Result<void> fsync(std::string_view path, bool data_only) const;

@@ -60,8 +60,9 @@ void Scomponent::stop() {
   if (m_measurer.joinable()) m_measurer.join();
 }
 
-Member::Usage Scomponent::usage() const {
-  return Member::Usage{m_capacity, m_used.load(), static_cast<uint32_t>(m_store->vnode_count())};
+MembershipClient::Usage Scomponent::usage() const {
+  return MembershipClient::Usage{m_capacity, m_used.load(),
+                                 static_cast<uint32_t>(m_store->vnode_count())};
 }
 
 std::map<std::string, uint64_t> Scomponent::served() const {
@@ -77,7 +78,7 @@ void Scomponent::measure_loop() {
   }
 }
 
-Result<void> Scomponent::vnode_create(const wire::VnodeSetup& setup, const Message&) {
+Result<void> Scomponent::vnode_create(const wire::Mon2cVnodeCreateRequest& setup, const Message&) {
   // Runs only when the tree is new: an existing tree keeps its files, and a
   // re-sent create of a vNode whose image has since gone still works.
   FileStore::Populate populate;
@@ -96,7 +97,8 @@ Result<void> Scomponent::vnode_create(const wire::VnodeSetup& setup, const Messa
   return {};
 }
 
-Result<void> Scomponent::vnode_destroy(const wire::VnodeTeardown& teardown, const Message&) {
+Result<void> Scomponent::vnode_destroy(const wire::Mon2cVnodeDestroyRequest& teardown,
+                                       const Message&) {
   TRY(m_store->destroy_vnode(teardown.vnode));
   // The tree is gone: do not report it in use until the next walk.
   m_used.store(m_store->measure_usage());

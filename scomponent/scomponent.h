@@ -3,7 +3,7 @@
 // because each one touches the disk; the worker replies through the
 // request's Responder.
 //
-//   MON2S_VNODE_CREATE  VnodeSetup{vnode, flags, name, image} -> empty
+//   MON2S_VNODE_CREATE  Mon2cVnodeCreateRequest{vnode, flags, name, image} -> empty
 //                       creates DATA/vnodes/<name>, or keeps the existing
 //                       tree of that name; the header's vNode must match. A
 //                       new tree is a copy of IMAGES/<image> (ENOENT "no
@@ -13,7 +13,7 @@
 //                       the vNode is usable when it does: an image of ~90 MB
 //                       takes a second or two on a local disk, more on a
 //                       slow one: the monitor allows it 120 s.
-//   MON2S_VNODE_DESTROY VnodeTeardown{vnode} -> empty; removes the tree.
+//   MON2S_VNODE_DESTROY Mon2cVnodeDestroyRequest{vnode} -> empty; removes the tree.
 //   P2S_*               the stateless file operations on a vNode's tree
 //                       (kernel/wire/storage_messages.h, file_ops.h); ENOENT
 //                       for a vNode not served here.
@@ -44,7 +44,7 @@
 #include <thread>
 
 #include "kernel/config.h"
-#include "kernel/member.h"
+#include "kernel/membership_client.h"
 #include "kernel/rpc/rpc.h"
 #include "kernel/rpc/worker_pool.h"
 #include "kernel/wire/message_list.h"
@@ -78,7 +78,7 @@ class Scomponent {
   const rpc::ControlDispatcher& control() const { return m_control; }
   const rpc::DataDispatcher& data() const { return m_data; }
   // For heartbeats: capacity, cached bytes used, vNodes served. Cheap.
-  Member::Usage usage() const;
+  MembershipClient::Usage usage() const;
   FileStore& store() { return *m_store; }
   // Requests served so far, by opcode name (those served at least once).
   std::map<std::string, uint64_t> served() const;
@@ -96,42 +96,40 @@ class Scomponent {
   Scomponent(Options options, std::unique_ptr<FileStore> store, uint64_t capacity);
   void measure_loop();
 
-  Result<void> vnode_create(const wire::VnodeSetup& setup, const Message& ctx);
-  Result<void> vnode_destroy(const wire::VnodeTeardown& teardown, const Message& ctx);
+  Result<void> vnode_create(const wire::Mon2cVnodeCreateRequest& setup, const Message& ctx);
+  Result<void> vnode_destroy(const wire::Mon2cVnodeDestroyRequest& teardown, const Message& ctx);
 
   // P2S_ (scomponent_datapath.cpp).
   void serve_files();
-  Result<wire::StorageStat> file_getattr(const Storage<wire::StoragePathRequest>& decoded,
+  Result<wire::StorageStat> file_getattr(const Storage<wire::P2sPathRequest>& decoded,
                                          const Message& request);
-  Result<wire::StorageStat> file_open(const Storage<wire::StoragePathRequest>& decoded,
+  Result<wire::StorageStat> file_open(const Storage<wire::P2sPathRequest>& decoded,
                                       const Message& request);
-  Result<wire::StorageData> file_read(const Storage<wire::StorageReadRequest>& decoded,
+  Result<wire::StorageData> file_read(const Storage<wire::P2sReadRequest>& decoded,
                                       const Message& request);
-  Result<wire::StorageWriteReply> file_write(const Storage<wire::StorageWriteRequest>& decoded,
-                                             const Message& request);
-  Result<wire::StorageStat> file_create(const Storage<wire::StorageMakeRequest>& decoded,
+  Result<wire::P2sWriteReply> file_write(const Storage<wire::P2sWriteRequest>& decoded,
+                                         const Message& request);
+  Result<wire::StorageStat> file_create(const Storage<wire::P2sMakeRequest>& decoded,
                                         const Message& request);
-  Result<wire::StorageStat> file_mkdir(const Storage<wire::StorageMakeRequest>& decoded,
+  Result<wire::StorageStat> file_mkdir(const Storage<wire::P2sMakeRequest>& decoded,
                                        const Message& request);
-  Result<wire::StorageStat> file_mknod(const Storage<wire::StorageMakeRequest>& decoded,
+  Result<wire::StorageStat> file_mknod(const Storage<wire::P2sMakeRequest>& decoded,
                                        const Message& request);
-  Result<wire::StorageStat> file_symlink(const Storage<wire::StorageMakeRequest>& decoded,
+  Result<wire::StorageStat> file_symlink(const Storage<wire::P2sMakeRequest>& decoded,
                                          const Message& request);
-  Result<wire::StorageStat> file_link(const Storage<wire::StorageTwoPathRequest>& decoded,
+  Result<wire::StorageStat> file_link(const Storage<wire::P2sTwoPathRequest>& decoded,
                                       const Message& request);
-  Result<void> file_unlink(const Storage<wire::StoragePathRequest>& decoded,
-                           const Message& request);
-  Result<void> file_rmdir(const Storage<wire::StoragePathRequest>& decoded, const Message& request);
-  Result<void> file_rename(const Storage<wire::StorageTwoPathRequest>& decoded,
-                           const Message& request);
-  Result<wire::StorageListing> file_readdir(const Storage<wire::StorageReaddirRequest>& decoded,
+  Result<void> file_unlink(const Storage<wire::P2sPathRequest>& decoded, const Message& request);
+  Result<void> file_rmdir(const Storage<wire::P2sPathRequest>& decoded, const Message& request);
+  Result<void> file_rename(const Storage<wire::P2sTwoPathRequest>& decoded, const Message& request);
+  Result<wire::StorageListing> file_readdir(const Storage<wire::P2sReaddirRequest>& decoded,
                                             const Message& request);
-  Result<wire::StorageData> file_readlink(const Storage<wire::StoragePathRequest>& decoded,
+  Result<wire::StorageData> file_readlink(const Storage<wire::P2sPathRequest>& decoded,
                                           const Message& request);
-  Result<wire::StorageStat> file_setattr(const Storage<wire::StorageSetattrRequest>& decoded,
+  Result<wire::StorageStat> file_setattr(const Storage<wire::P2sSetattrRequest>& decoded,
                                          const Message& request);
-  Result<void> file_fsync(const Storage<wire::StoragePathRequest>& decoded, const Message& request);
-  Result<wire::StorageStatfs> file_statfs(const Storage<wire::StoragePathRequest>& decoded,
+  Result<void> file_fsync(const Storage<wire::P2sPathRequest>& decoded, const Message& request);
+  Result<wire::StorageStatfs> file_statfs(const Storage<wire::P2sPathRequest>& decoded,
                                           const Message& request);
 
   Options m_options;

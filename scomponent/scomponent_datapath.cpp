@@ -58,39 +58,39 @@ Result<void> require_flags(uint32_t flags, uint32_t allowed, std::string_view wh
 
 }  // namespace
 
-Result<wire::StorageStat> Scomponent::file_getattr(const Storage<wire::StoragePathRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_getattr(const Storage<wire::P2sPathRequest>& decoded,
                                                    const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "getattr"));
   auto tree = TRY(tree_of(*m_store, request));
   return TRY(tree.ops().getattr(decoded.path()));
 }
 
-Result<wire::StorageStat> Scomponent::file_open(const Storage<wire::StoragePathRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_open(const Storage<wire::P2sPathRequest>& decoded,
                                                 const Message& request) {
   TRY(require_flags(decoded.message.flags, wire::storage_open_flags_mask(), "open"));
   auto tree = TRY(tree_of(*m_store, request));
   return TRY(tree.ops().open(decoded.path(), decoded.message.flags));
 }
 
-Result<wire::StorageData> Scomponent::file_read(const Storage<wire::StorageReadRequest>& decoded,
+Result<wire::StorageData> Scomponent::file_read(const Storage<wire::P2sReadRequest>& decoded,
                                                 const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   // Read straight into the reply, behind room for its fixed part.
-  auto data = wire::Tail::with_room(sizeof(wire::StorageDataReply), decoded.message.length);
+  auto data = wire::Tail::with_room(sizeof(wire::P2sDataReply), decoded.message.length);
   size_t got = TRY(tree.ops().read(decoded.path(), decoded.message.offset, data.span()));
   data.shrink(got);
-  return wire::StorageData::of(wire::StorageDataReply{}, std::move(data));
+  return wire::StorageData::of(wire::P2sDataReply{}, std::move(data));
 }
 
-Result<wire::StorageWriteReply> Scomponent::file_write(
-    const Storage<wire::StorageWriteRequest>& decoded, const Message& request) {
+Result<wire::P2sWriteReply> Scomponent::file_write(const Storage<wire::P2sWriteRequest>& decoded,
+                                                   const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   auto written = TRY(tree.ops().write(decoded.path(), decoded.message.offset, decoded.data(),
                                       decoded.message.flags));
-  return wire::StorageWriteReply{written.size, written.written, 0};
+  return wire::P2sWriteReply{written.size, written.written, 0};
 }
 
-Result<wire::StorageStat> Scomponent::file_create(const Storage<wire::StorageMakeRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_create(const Storage<wire::P2sMakeRequest>& decoded,
                                                   const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.rdev != 0) return make_error(EINVAL, "bad create request");
@@ -99,7 +99,7 @@ Result<wire::StorageStat> Scomponent::file_create(const Storage<wire::StorageMak
       tree.ops().create(decoded.path(), make.mode & 07777, make.flags, {make.uid, make.gid}));
 }
 
-Result<wire::StorageStat> Scomponent::file_mkdir(const Storage<wire::StorageMakeRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_mkdir(const Storage<wire::P2sMakeRequest>& decoded,
                                                  const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.rdev != 0 || make.flags != 0) {
@@ -109,7 +109,7 @@ Result<wire::StorageStat> Scomponent::file_mkdir(const Storage<wire::StorageMake
   return TRY(tree.ops().mkdir(decoded.path(), make.mode & 07777, {make.uid, make.gid}));
 }
 
-Result<wire::StorageStat> Scomponent::file_mknod(const Storage<wire::StorageMakeRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_mknod(const Storage<wire::P2sMakeRequest>& decoded,
                                                  const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length != 0 || make.flags != 0) return make_error(EINVAL, "bad mknod request");
@@ -118,7 +118,7 @@ Result<wire::StorageStat> Scomponent::file_mknod(const Storage<wire::StorageMake
                               {make.uid, make.gid}));
 }
 
-Result<wire::StorageStat> Scomponent::file_symlink(const Storage<wire::StorageMakeRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_symlink(const Storage<wire::P2sMakeRequest>& decoded,
                                                    const Message& request) {
   const auto& make = decoded.message;
   if (make.target_length == 0 || make.flags != 0 || make.rdev != 0) {
@@ -128,14 +128,14 @@ Result<wire::StorageStat> Scomponent::file_symlink(const Storage<wire::StorageMa
   return TRY(tree.ops().symlink(decoded.path(), decoded.second(), {make.uid, make.gid}));
 }
 
-Result<wire::StorageStat> Scomponent::file_link(const Storage<wire::StorageTwoPathRequest>& decoded,
+Result<wire::StorageStat> Scomponent::file_link(const Storage<wire::P2sTwoPathRequest>& decoded,
                                                 const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "link"));
   auto tree = TRY(tree_of(*m_store, request));
   return TRY(tree.ops().link(decoded.path(), decoded.second()));
 }
 
-Result<void> Scomponent::file_unlink(const Storage<wire::StoragePathRequest>& decoded,
+Result<void> Scomponent::file_unlink(const Storage<wire::P2sPathRequest>& decoded,
                                      const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "unlink"));
   auto tree = TRY(tree_of(*m_store, request));
@@ -143,7 +143,7 @@ Result<void> Scomponent::file_unlink(const Storage<wire::StoragePathRequest>& de
   return {};
 }
 
-Result<void> Scomponent::file_rmdir(const Storage<wire::StoragePathRequest>& decoded,
+Result<void> Scomponent::file_rmdir(const Storage<wire::P2sPathRequest>& decoded,
                                     const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "rmdir"));
   auto tree = TRY(tree_of(*m_store, request));
@@ -151,7 +151,7 @@ Result<void> Scomponent::file_rmdir(const Storage<wire::StoragePathRequest>& dec
   return {};
 }
 
-Result<void> Scomponent::file_rename(const Storage<wire::StorageTwoPathRequest>& decoded,
+Result<void> Scomponent::file_rename(const Storage<wire::P2sTwoPathRequest>& decoded,
                                      const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   TRY(tree.ops().rename(decoded.path(), decoded.second(), decoded.message.flags));
@@ -159,31 +159,31 @@ Result<void> Scomponent::file_rename(const Storage<wire::StorageTwoPathRequest>&
 }
 
 Result<wire::StorageListing> Scomponent::file_readdir(
-    const Storage<wire::StorageReaddirRequest>& decoded, const Message& request) {
+    const Storage<wire::P2sReaddirRequest>& decoded, const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
-  wire::Bytes reply(sizeof(wire::StorageReaddirReply));
+  wire::Bytes reply(sizeof(wire::P2sReaddirReply));
   uint32_t count = 0;
   bool end = TRY(tree.ops().readdir(decoded.path(), decoded.message.cookie,
                                     decoded.message.max_bytes, reply, count));
-  wire::StorageReaddirReply header{count, end ? wire::kReaddirEnd : 0u};
+  wire::P2sReaddirReply header{count, end ? wire::kReaddirEnd : 0u};
   return wire::StorageListing{header, wire::Tail(std::move(reply), sizeof header)};
 }
 
-Result<wire::StorageData> Scomponent::file_readlink(
-    const Storage<wire::StoragePathRequest>& decoded, const Message& request) {
+Result<wire::StorageData> Scomponent::file_readlink(const Storage<wire::P2sPathRequest>& decoded,
+                                                    const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "readlink"));
   auto tree = TRY(tree_of(*m_store, request));
   std::string target = TRY(tree.ops().readlink(decoded.path()));
-  return wire::StorageData::of(wire::StorageDataReply{}, wire::Tail(std::string_view(target)));
+  return wire::StorageData::of(wire::P2sDataReply{}, wire::Tail(std::string_view(target)));
 }
 
-Result<wire::StorageStat> Scomponent::file_setattr(
-    const Storage<wire::StorageSetattrRequest>& decoded, const Message& request) {
+Result<wire::StorageStat> Scomponent::file_setattr(const Storage<wire::P2sSetattrRequest>& decoded,
+                                                   const Message& request) {
   auto tree = TRY(tree_of(*m_store, request));
   return TRY(tree.ops().setattr(decoded.path(), decoded.message));
 }
 
-Result<void> Scomponent::file_fsync(const Storage<wire::StoragePathRequest>& decoded,
+Result<void> Scomponent::file_fsync(const Storage<wire::P2sPathRequest>& decoded,
                                     const Message& request) {
   TRY(require_flags(decoded.message.flags, wire::kFsyncData, "fsync"));
   auto tree = TRY(tree_of(*m_store, request));
@@ -191,8 +191,8 @@ Result<void> Scomponent::file_fsync(const Storage<wire::StoragePathRequest>& dec
   return {};
 }
 
-Result<wire::StorageStatfs> Scomponent::file_statfs(
-    const Storage<wire::StoragePathRequest>& decoded, const Message& request) {
+Result<wire::StorageStatfs> Scomponent::file_statfs(const Storage<wire::P2sPathRequest>& decoded,
+                                                    const Message& request) {
   TRY(require_flags(decoded.message.flags, 0, "statfs"));
   auto tree = TRY(tree_of(*m_store, request));
   return tree.ops().statfs();

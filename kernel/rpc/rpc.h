@@ -5,7 +5,8 @@
 // Typed forms take their bodies from kernel/wire/message_list.h:
 //
 //   dispatcher.on<Opcode::P2M_PAGE_READ>(
-//       [](const wire::PageRange& range, const Message& request) -> Result<wire::RawBytes> {...});
+//       [](const wire::P2mPageRange& range, const Message& request) -> Result<wire::RawBytes>
+//       {...});
 //   auto reply = TRY(rpc::call<Opcode::P2M_MM_CREATE>(connection, vnode, wire::Empty{}));
 //
 // The dispatcher decodes and validates the body (and checks it against the

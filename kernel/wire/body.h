@@ -11,7 +11,7 @@
 //   RecordList<Head, R>      Head{count, ...}, then count records of R
 //
 // and, in their own headers, bodies whose tail has more structure
-// (RunCommand in process_messages.h; StorageBody and StorageListing in
+// (Ctl2pRunCommand in process_messages.h; StorageBody and StorageListing in
 // storage_body.h). Each kind provides
 //   static Result<K> decode(Bytes payload);   checked: length, then validate()
 //   Result<Bytes> encode() &&;                the payload to send

@@ -2,8 +2,8 @@
 // (P2M_MM_* and P2M_PAGE_READ/WRITE/FREE are in messages.h):
 //
 //   pComponent -> monitor
-//     P2MON_MEMORY_PLACE  MemoryPlaceRequest{vnode, bytes}, header vnode =
-//                         the vNode -> MemoryPlaceReply{node, address}.
+//     P2MON_MEMORY_PLACE  P2monMemoryPlaceRequest{vnode, bytes}, header vnode =
+//                         the vNode -> P2monMemoryPlaceReply{node, address}.
 //                         GMM: which mComponent holds the next vRegion
 //                         (`bytes` of address space) of the vNode's
 //                         processes on this pComponent. The monitor picks
@@ -14,7 +14,7 @@
 //                         alive mComponent serves the vNode.
 //
 //   pComponent -> mComponent
-//     P2M_PAGE_MOVE       PageMove{mm, from, to, count} -> empty. The pages
+//     P2M_PAGE_MOVE       P2mPageMoveRequest{mm, from, to, count} -> empty. The pages
 //                         of [from, from + count pages) move to
 //                         [to, to + count pages), as mremap moves them: the
 //                         destination becomes exactly what the source was
@@ -38,7 +38,7 @@ namespace sk::wire {
 // on the mComponent, but the store's lock is held while it runs.
 inline constexpr uint32_t kMaxPagesPerMove = 1u << 18;
 
-struct MemoryPlaceRequest {
+struct P2monMemoryPlaceRequest {
   uint32_t vnode;
   uint32_t reserved;
   uint64_t bytes;  // the vRegion's size
@@ -50,9 +50,9 @@ struct MemoryPlaceRequest {
     return {};
   }
 };
-static_assert(sizeof(MemoryPlaceRequest) == 16);
+static_assert(sizeof(P2monMemoryPlaceRequest) == 16);
 
-struct MemoryPlaceReply {
+struct P2monMemoryPlaceReply {
   uint32_t node;  // the mComponent's node id
   uint32_t reserved;
   FixedString<kAddressLength> address;  // where it serves P2M_
@@ -64,9 +64,9 @@ struct MemoryPlaceReply {
     return {};
   }
 };
-static_assert(sizeof(MemoryPlaceReply) == 72);
+static_assert(sizeof(P2monMemoryPlaceReply) == 72);
 
-struct PageMove {
+struct P2mPageMoveRequest {
   uint64_t mm;
   uint64_t from;  // page aligned
   uint64_t to;    // page aligned
@@ -84,6 +84,6 @@ struct PageMove {
     return {};
   }
 };
-static_assert(sizeof(PageMove) == 32);
+static_assert(sizeof(P2mPageMoveRequest) == 32);
 
 }  // namespace sk::wire

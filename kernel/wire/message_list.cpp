@@ -16,15 +16,15 @@ static Result<void> check_vnode_body(uint32_t body_vnode, const Header& header) 
   return {};
 }
 
-Result<void> matches_header(const VnodeSetup& body, const Header& header) {
+Result<void> matches_header(const Mon2cVnodeCreateRequest& body, const Header& header) {
   return check_vnode_body(body.vnode, header);
 }
 
-Result<void> matches_header(const VnodeTeardown& body, const Header& header) {
+Result<void> matches_header(const Mon2cVnodeDestroyRequest& body, const Header& header) {
   return check_vnode_body(body.vnode, header);
 }
 
-Result<void> matches_header(const MemoryPlaceRequest& body, const Header& header) {
+Result<void> matches_header(const P2monMemoryPlaceRequest& body, const Header& header) {
   if (body.vnode != header.vnode) {
     return make_error(EINVAL, "P2MON_MEMORY_PLACE names vNode " + std::to_string(body.vnode) +
                                   " in a request for " + std::to_string(header.vnode));

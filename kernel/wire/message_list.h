@@ -49,70 +49,70 @@ struct MessageTraits;
     static constexpr Plane plane = Plane::plane_;   \
   };
 
-using NodeList = RecordList<ListReply, NodeRecord>;
-using VnodeList = RecordList<ListReply, VnodeRecord>;
-using ProcessList = RecordList<ClusterListReply, ProcessRecord>;
-using StatList = RecordList<ClusterListReply, StatRecord>;
-using RunInputBody = Sized<RunInput, &RunInput::length>;
-using RunOutputBody = Sized<RunOutput, &RunOutput::length>;
-using RunExitBody = Sized<RunExit, &RunExit::text_length>;
+using NodeList = RecordList<Ctl2monListReply, NodeRecord>;
+using VnodeList = RecordList<Ctl2monListReply, VnodeRecord>;
+using ProcessList = RecordList<Ctl2monClusterListReply, ProcessRecord>;
+using StatList = RecordList<Ctl2monClusterListReply, StatRecord>;
+using RunInputBody = Sized<Ctl2pRunInput, &Ctl2pRunInput::length>;
+using RunOutputBody = Sized<P2ctlRunOutput, &P2ctlRunOutput::length>;
+using RunExitBody = Sized<P2ctlRunExit, &P2ctlRunExit::text_length>;
 
-//         opcode                 request                                    reply              plane
-SK_MESSAGE(FABRIC_READ,           FabricAccess,                              RawBytes,          kFabric)
-SK_MESSAGE(FABRIC_WRITE,          Tailed<FabricAccess>,                      Empty,             kFabric)
-SK_MESSAGE(FABRIC_PING,           RawBytes,                                  RawBytes,          kFabric)
-SK_MESSAGE(C2MON_JOIN,            JoinRequest,                               JoinReply,         kControl)
-SK_MESSAGE(C2MON_HEARTBEAT,       Heartbeat,                                 Empty,             kControl)
-SK_MESSAGE(C2MON_LEAVE,           LeaveRequest,                              Empty,             kControl)
-SK_MESSAGE(CTL2MON_NODES,         Empty,                                     NodeList,          kControl)
-SK_MESSAGE(CTL2MON_VNODE_CREATE,  VnodeCreateRequest,                        VnodeRecord,       kControl)
-SK_MESSAGE(CTL2MON_VNODE_LIST,    Empty,                                     VnodeList,         kControl)
-SK_MESSAGE(CTL2MON_VNODE_DESTROY, VnodeDestroyRequest,                       Empty,             kControl)
-SK_MESSAGE(CTL2MON_RUN,           RunCommand,                                RunStarted,        kControl)
-SK_MESSAGE(CTL2MON_STDIN,         RunInputBody,                              Empty,             kControl)
-SK_MESSAGE(CTL2MON_SIGNAL,        RunSignal,                                 Empty,             kControl)
-SK_MESSAGE(CTL2MON_PS,            PsRequest,                                 ProcessList,       kControl)
-SK_MESSAGE(CTL2MON_STATS,         Empty,                                     StatList,          kControl)
-SK_MESSAGE(MON2P_VNODE_CREATE,    VnodeSetup,                                Empty,             kControl)
-SK_MESSAGE(MON2P_VNODE_DESTROY,   VnodeTeardown,                             Empty,             kControl)
-SK_MESSAGE(MON2P_RUN,             RunCommand,                                RunStarted,        kControl)
-SK_MESSAGE(MON2P_STDIN,           RunInputBody,                              Empty,             kControl)
-SK_MESSAGE(MON2P_SIGNAL,          RunSignal,                                 Empty,             kControl)
-SK_MESSAGE(MON2P_PS,              PsQuery,                                   ProcessList,       kControl)
-SK_MESSAGE(MON2P_STATS,           Empty,                                     StatList,          kControl)
-SK_MESSAGE(MON2M_VNODE_CREATE,    VnodeSetup,                                Empty,             kControl)
-SK_MESSAGE(MON2M_VNODE_DESTROY,   VnodeTeardown,                             Empty,             kControl)
-SK_MESSAGE(MON2S_VNODE_CREATE,    VnodeSetup,                                Empty,             kControl)
-SK_MESSAGE(MON2S_VNODE_DESTROY,   VnodeTeardown,                             Empty,             kControl)
-SK_MESSAGE(P2M_MM_CREATE,         Empty,                                     MmCreateReply,     kData)
-SK_MESSAGE(P2M_MM_FREE,           MmFreeRequest,                             Empty,             kData)
-SK_MESSAGE(P2M_PAGE_READ,         PageRange,                                 RawBytes,          kData)
-SK_MESSAGE(P2M_PAGE_WRITE,        Tailed<PageRange>,                         Empty,             kData)
-SK_MESSAGE(P2M_PAGE_FREE,         PageRange,                                 Empty,             kData)
-SK_MESSAGE(P2M_MM_FORK,           MmForkRequest,                             MmCreateReply,     kData)
-SK_MESSAGE(P2M_PAGE_MOVE,         PageMove,                                  Empty,             kData)
-SK_MESSAGE(P2S_GETATTR,           StorageBody<StoragePathRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_OPEN,              StorageBody<StoragePathRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_READ,              StorageBody<StorageReadRequest>,           StorageData,       kData)
-SK_MESSAGE(P2S_WRITE,             StorageBody<StorageWriteRequest>,          StorageWriteReply, kData)
-SK_MESSAGE(P2S_CREATE,            StorageBody<StorageMakeRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_MKDIR,             StorageBody<StorageMakeRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_MKNOD,             StorageBody<StorageMakeRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_SYMLINK,           StorageBody<StorageMakeRequest>,           StorageStat,       kData)
-SK_MESSAGE(P2S_LINK,              StorageBody<StorageTwoPathRequest>,        StorageStat,       kData)
-SK_MESSAGE(P2S_UNLINK,            StorageBody<StoragePathRequest>,           Empty,             kData)
-SK_MESSAGE(P2S_RMDIR,             StorageBody<StoragePathRequest>,           Empty,             kData)
-SK_MESSAGE(P2S_RENAME,            StorageBody<StorageTwoPathRequest>,        Empty,             kData)
-SK_MESSAGE(P2S_READDIR,           StorageBody<StorageReaddirRequest>,        StorageListing,    kData)
-SK_MESSAGE(P2S_READLINK,          StorageBody<StoragePathRequest>,           StorageData,       kData)
-SK_MESSAGE(P2S_SETATTR,           StorageBody<StorageSetattrRequest>,        StorageStat,       kData)
-SK_MESSAGE(P2S_FSYNC,             StorageBody<StoragePathRequest>,           Empty,             kData)
-SK_MESSAGE(P2S_STATFS,            StorageBody<StoragePathRequest>,           StorageStatfs,     kData)
-SK_MESSAGE(P2MON_OUTPUT,          RunOutputBody,                             Empty,             kControl)
-SK_MESSAGE(P2MON_EXIT,            RunExitBody,                               Empty,             kControl)
-SK_MESSAGE(P2MON_MEMORY_PLACE,    MemoryPlaceRequest,                        MemoryPlaceReply,  kControl)
-SK_MESSAGE(MON2CTL_OUTPUT,        RunOutputBody,                             Empty,             kControl)
-SK_MESSAGE(MON2CTL_EXIT,          RunExitBody,                               Empty,             kControl)
+//         opcode                 request                                    reply                    plane
+SK_MESSAGE(FABRIC_READ,           FabricAccess,                              RawBytes,                kFabric)
+SK_MESSAGE(FABRIC_WRITE,          Tailed<FabricAccess>,                      Empty,                   kFabric)
+SK_MESSAGE(FABRIC_PING,           RawBytes,                                  RawBytes,                kFabric)
+SK_MESSAGE(C2MON_JOIN,            C2monJoinRequest,                          C2monJoinReply,          kControl)
+SK_MESSAGE(C2MON_HEARTBEAT,       C2monHeartbeat,                            Empty,                   kControl)
+SK_MESSAGE(C2MON_LEAVE,           C2monLeaveRequest,                         Empty,                   kControl)
+SK_MESSAGE(CTL2MON_NODES,         Empty,                                     NodeList,                kControl)
+SK_MESSAGE(CTL2MON_VNODE_CREATE,  Ctl2monVnodeCreateRequest,                 VnodeRecord,             kControl)
+SK_MESSAGE(CTL2MON_VNODE_LIST,    Empty,                                     VnodeList,               kControl)
+SK_MESSAGE(CTL2MON_VNODE_DESTROY, Ctl2monVnodeDestroyRequest,                Empty,                   kControl)
+SK_MESSAGE(CTL2MON_RUN,           Ctl2pRunCommand,                           Ctl2pRunReply,           kControl)
+SK_MESSAGE(CTL2MON_STDIN,         RunInputBody,                              Empty,                   kControl)
+SK_MESSAGE(CTL2MON_SIGNAL,        Ctl2pRunSignal,                            Empty,                   kControl)
+SK_MESSAGE(CTL2MON_PS,            Ctl2monPsRequest,                          ProcessList,             kControl)
+SK_MESSAGE(CTL2MON_STATS,         Empty,                                     StatList,                kControl)
+SK_MESSAGE(MON2P_VNODE_CREATE,    Mon2cVnodeCreateRequest,                   Empty,                   kControl)
+SK_MESSAGE(MON2P_VNODE_DESTROY,   Mon2cVnodeDestroyRequest,                  Empty,                   kControl)
+SK_MESSAGE(MON2P_RUN,             Ctl2pRunCommand,                           Ctl2pRunReply,           kControl)
+SK_MESSAGE(MON2P_STDIN,           RunInputBody,                              Empty,                   kControl)
+SK_MESSAGE(MON2P_SIGNAL,          Ctl2pRunSignal,                            Empty,                   kControl)
+SK_MESSAGE(MON2P_PS,              Mon2pPsRequest,                            ProcessList,             kControl)
+SK_MESSAGE(MON2P_STATS,           Empty,                                     StatList,                kControl)
+SK_MESSAGE(MON2M_VNODE_CREATE,    Mon2cVnodeCreateRequest,                   Empty,                   kControl)
+SK_MESSAGE(MON2M_VNODE_DESTROY,   Mon2cVnodeDestroyRequest,                  Empty,                   kControl)
+SK_MESSAGE(MON2S_VNODE_CREATE,    Mon2cVnodeCreateRequest,                   Empty,                   kControl)
+SK_MESSAGE(MON2S_VNODE_DESTROY,   Mon2cVnodeDestroyRequest,                  Empty,                   kControl)
+SK_MESSAGE(P2M_MM_CREATE,         Empty,                                     P2mMmCreateReply,        kData)
+SK_MESSAGE(P2M_MM_FREE,           P2mMmFreeRequest,                          Empty,                   kData)
+SK_MESSAGE(P2M_PAGE_READ,         P2mPageRange,                              RawBytes,                kData)
+SK_MESSAGE(P2M_PAGE_WRITE,        Tailed<P2mPageRange>,                      Empty,                   kData)
+SK_MESSAGE(P2M_PAGE_FREE,         P2mPageRange,                              Empty,                   kData)
+SK_MESSAGE(P2M_MM_FORK,           P2mMmForkRequest,                          P2mMmCreateReply,        kData)
+SK_MESSAGE(P2M_PAGE_MOVE,         P2mPageMoveRequest,                        Empty,                   kData)
+SK_MESSAGE(P2S_GETATTR,           StorageBody<P2sPathRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_OPEN,              StorageBody<P2sPathRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_READ,              StorageBody<P2sReadRequest>,               StorageData,             kData)
+SK_MESSAGE(P2S_WRITE,             StorageBody<P2sWriteRequest>,              P2sWriteReply,           kData)
+SK_MESSAGE(P2S_CREATE,            StorageBody<P2sMakeRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_MKDIR,             StorageBody<P2sMakeRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_MKNOD,             StorageBody<P2sMakeRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_SYMLINK,           StorageBody<P2sMakeRequest>,               StorageStat,             kData)
+SK_MESSAGE(P2S_LINK,              StorageBody<P2sTwoPathRequest>,            StorageStat,             kData)
+SK_MESSAGE(P2S_UNLINK,            StorageBody<P2sPathRequest>,               Empty,                   kData)
+SK_MESSAGE(P2S_RMDIR,             StorageBody<P2sPathRequest>,               Empty,                   kData)
+SK_MESSAGE(P2S_RENAME,            StorageBody<P2sTwoPathRequest>,            Empty,                   kData)
+SK_MESSAGE(P2S_READDIR,           StorageBody<P2sReaddirRequest>,            StorageListing,          kData)
+SK_MESSAGE(P2S_READLINK,          StorageBody<P2sPathRequest>,               StorageData,             kData)
+SK_MESSAGE(P2S_SETATTR,           StorageBody<P2sSetattrRequest>,            StorageStat,             kData)
+SK_MESSAGE(P2S_FSYNC,             StorageBody<P2sPathRequest>,               Empty,                   kData)
+SK_MESSAGE(P2S_STATFS,            StorageBody<P2sPathRequest>,               StorageStatfs,           kData)
+SK_MESSAGE(P2MON_OUTPUT,          RunOutputBody,                             Empty,                   kControl)
+SK_MESSAGE(P2MON_EXIT,            RunExitBody,                               Empty,                   kControl)
+SK_MESSAGE(P2MON_MEMORY_PLACE,    P2monMemoryPlaceRequest,                   P2monMemoryPlaceReply,   kControl)
+SK_MESSAGE(MON2CTL_OUTPUT,        RunOutputBody,                             Empty,                   kControl)
+SK_MESSAGE(MON2CTL_EXIT,          RunExitBody,                               Empty,                   kControl)
 
 #undef SK_MESSAGE
 
@@ -144,9 +144,9 @@ constexpr Plane plane_of(uint16_t raw) {
 // Requests whose body repeats the header's vNode: the two must agree, and
 // vNode 0 is reserved (EINVAL otherwise). The dispatcher runs the overload
 // for the request's body type, where there is one, before the handler.
-Result<void> matches_header(const VnodeSetup& body, const Header& header);
-Result<void> matches_header(const VnodeTeardown& body, const Header& header);
-Result<void> matches_header(const MemoryPlaceRequest& body, const Header& header);
+Result<void> matches_header(const Mon2cVnodeCreateRequest& body, const Header& header);
+Result<void> matches_header(const Mon2cVnodeDestroyRequest& body, const Header& header);
+Result<void> matches_header(const P2monMemoryPlaceRequest& body, const Header& header);
 
 template <typename B>
 Result<void> check_against_header(const B& body, const Header& header) {

@@ -61,7 +61,7 @@ static_assert(sizeof(FabricAccess) == 16);
 
 // ---- C2MON_ --------------------------------------------------------------
 
-struct JoinRequest {
+struct C2monJoinRequest {
   uint8_t kind;    // NodeKind
   uint8_t fabric;  // FabricKind
   uint16_t reserved0;
@@ -70,37 +70,37 @@ struct JoinRequest {
   FixedString<kAddressLength> address;  // where peers reach this component
   Result<void> validate() const;
 };
-static_assert(sizeof(JoinRequest) == 80);
+static_assert(sizeof(C2monJoinRequest) == 80);
 
-struct JoinReply {
+struct C2monJoinReply {
   uint32_t node;
   uint32_t heartbeat_interval_ms;
 };
-static_assert(sizeof(JoinReply) == 8);
+static_assert(sizeof(C2monJoinReply) == 8);
 
-struct Heartbeat {
+struct C2monHeartbeat {
   uint32_t node;
   uint32_t load;  // running processes (p) or vNodes served (m, s)
   uint64_t capacity;
   uint64_t usage;
 };
-static_assert(sizeof(Heartbeat) == 24);
+static_assert(sizeof(C2monHeartbeat) == 24);
 
-struct LeaveRequest {
+struct C2monLeaveRequest {
   uint32_t node;
   uint32_t reserved;
 };
-static_assert(sizeof(LeaveRequest) == 8);
+static_assert(sizeof(C2monLeaveRequest) == 8);
 
 // ---- CTL2MON_ ------------------------------------------------------------
 
 // Reply of CTL2MON_NODES and CTL2MON_VNODE_LIST: a count, then that many
 // records as the tail.
-struct ListReply {
+struct Ctl2monListReply {
   uint32_t count;
   uint32_t reserved;
 };
-static_assert(sizeof(ListReply) == 8);
+static_assert(sizeof(Ctl2monListReply) == 8);
 
 struct NodeRecord {
   uint32_t id;
@@ -124,7 +124,7 @@ static_assert(sizeof(NodeRecord) == 112);
 inline constexpr uint32_t kVnodeEmptyRoot = 1u << 0;
 inline constexpr std::string_view kDefaultImage = "default";
 
-struct VnodeCreateRequest {
+struct Ctl2monVnodeCreateRequest {
   FixedString<kVnodeNameLength> name;
   uint64_t cache;   // per-vNode ExCache budget in bytes; 0 = the pComponent's
   uint64_t memory;  // memory quota in bytes; 0 = the monitor's default
@@ -133,7 +133,7 @@ struct VnodeCreateRequest {
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeCreateRequest) == 88);
+static_assert(sizeof(Ctl2monVnodeCreateRequest) == 88);
 
 struct VnodeRecord {
   uint32_t id;
@@ -149,17 +149,17 @@ struct VnodeRecord {
 };
 static_assert(sizeof(VnodeRecord) == 104);
 
-struct VnodeDestroyRequest {
+struct Ctl2monVnodeDestroyRequest {
   FixedString<kVnodeNameLength> name;
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeDestroyRequest) == 32);
+static_assert(sizeof(Ctl2monVnodeDestroyRequest) == 32);
 
 // ---- MON2P_, MON2M_, MON2S_ ----------------------------------------------
 
 // MON2P/MON2M/MON2S_VNODE_CREATE: the vNode id is in the header too; the
 // body repeats what the component needs to serve it.
-struct VnodeSetup {
+struct Mon2cVnodeCreateRequest {
   uint32_t vnode;
   uint32_t flags;  // kVnodeEmptyRoot
   uint64_t cache;
@@ -172,43 +172,43 @@ struct VnodeSetup {
   FixedString<kAddressLength> scomponent;
   Result<void> validate() const;
 };
-static_assert(sizeof(VnodeSetup) == 152);
+static_assert(sizeof(Mon2cVnodeCreateRequest) == 152);
 
-struct VnodeTeardown {
+struct Mon2cVnodeDestroyRequest {
   uint32_t vnode;
   uint32_t reserved;
 };
-static_assert(sizeof(VnodeTeardown) == 8);
+static_assert(sizeof(Mon2cVnodeDestroyRequest) == 8);
 
 // ---- P2M_ ----------------------------------------------------------------
 
 // P2M_MM_CREATE: empty request (the vNode is in the header).
-struct MmCreateReply {
+struct P2mMmCreateReply {
   uint64_t mm;
 };
-static_assert(sizeof(MmCreateReply) == 8);
+static_assert(sizeof(P2mMmCreateReply) == 8);
 
-struct MmFreeRequest {
+struct P2mMmFreeRequest {
   uint64_t mm;
 };
-static_assert(sizeof(MmFreeRequest) == 8);
+static_assert(sizeof(P2mMmFreeRequest) == 8);
 
 // P2M_MM_FORK: a copy-on-write duplicate of `mm` for a forked child.
-// Reply: MmCreateReply with the child's mm.
-struct MmForkRequest {
+// Reply: P2mMmCreateReply with the child's mm.
+struct P2mMmForkRequest {
   uint64_t mm;
 };
-static_assert(sizeof(MmForkRequest) == 8);
+static_assert(sizeof(P2mMmForkRequest) == 8);
 
 // P2M_PAGE_READ: reply tail is count pages (zero pages where never written).
 // P2M_PAGE_WRITE: request tail is count pages. P2M_PAGE_FREE: no tail.
-struct PageRange {
+struct P2mPageRange {
   uint64_t mm;
   uint64_t address;  // page aligned
   uint32_t count;    // 1..kMaxPagesPerMessage
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(PageRange) == 24);
+static_assert(sizeof(P2mPageRange) == 24);
 
 }  // namespace sk::wire

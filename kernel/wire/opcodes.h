@@ -9,6 +9,15 @@
 // A reply carries the request's opcode with kFlagReply set in the header.
 // The high byte of an opcode is its direction group. What each opcode's
 // request and reply carry, and its plane: message_list.h.
+//
+// Message structs are named by direction too, CamelCase: C2monJoinRequest,
+// P2mPageRange, P2sReadRequest. Three prefixes name a struct more than one
+// opcode carries: Mon2c (the monitor to any component: the MON2P_, MON2M_
+// and MON2S_ vNode set-up and teardown), Ctl2p (a run's command, input and
+// signals, which the console sends to the monitor and the monitor relays to
+// the pComponent: CTL2MON_ and MON2P_) and P2ctl (a run's output and exit,
+// the other way: P2MON_ and MON2CTL_). Records inside replies (NodeRecord,
+// ProcessRecord...) and body kinds (body.h) carry no prefix.
 #pragma once
 
 #include <cstdint>

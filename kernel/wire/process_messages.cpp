@@ -15,7 +15,7 @@ static Result<void> check_chunk(uint32_t length, const char* what) {
   return {};
 }
 
-Result<void> RunRequest::validate() const {
+Result<void> Ctl2pRunRequest::validate() const {
   if (!vnode_name.terminated()) return make_error(EBADMSG, "unterminated vNode name");
   TRY(validate_vnode_name(vnode_name.view()));
   if (argc == 0) return make_error(EINVAL, "no command to run");
@@ -29,9 +29,10 @@ Result<void> RunRequest::validate() const {
   return {};
 }
 
-Result<RunCommand> decode_run(ByteView payload) {
-  auto [request, tail] = TRY(decode_sized<RunRequest>(payload, &RunRequest::strings_length));
-  RunCommand command;
+Result<Ctl2pRunCommand> decode_run(ByteView payload) {
+  auto [request, tail] =
+      TRY(decode_sized<Ctl2pRunRequest>(payload, &Ctl2pRunRequest::strings_length));
+  Ctl2pRunCommand command;
   command.request = request;
   // Splits the tail into exactly 1 + argc + envc NUL-terminated strings.
   const char* text = reinterpret_cast<const char*>(tail.data());
@@ -69,7 +70,7 @@ Result<RunCommand> decode_run(ByteView payload) {
   return command;
 }
 
-Result<Bytes> encode_run(RunRequest request, std::string_view cwd,
+Result<Bytes> encode_run(Ctl2pRunRequest request, std::string_view cwd,
                          const std::vector<std::string>& argv,
                          const std::vector<std::string>& env) {
   std::string strings;
@@ -96,7 +97,7 @@ Result<Bytes> encode_run(RunRequest request, std::string_view cwd,
   return encode(request, as_bytes(std::string_view(strings)));
 }
 
-Result<void> RunOutput::validate() const {
+Result<void> P2ctlRunOutput::validate() const {
   if (stream != static_cast<uint8_t>(RunStream::kStdout) &&
       stream != static_cast<uint8_t>(RunStream::kStderr)) {
     return make_error(EINVAL, "unknown output stream " + std::to_string(stream));
@@ -105,17 +106,17 @@ Result<void> RunOutput::validate() const {
   return check_chunk(length, "output chunk");
 }
 
-Result<void> RunInput::validate() const {
+Result<void> Ctl2pRunInput::validate() const {
   if ((flags & ~kInputEof) != 0) return make_error(EINVAL, "unknown input flags");
   return check_chunk(length, "input chunk");
 }
 
-Result<void> RunSignal::validate() const {
+Result<void> Ctl2pRunSignal::validate() const {
   if (signo < 1 || signo > 64) return make_error(EINVAL, "bad signal " + std::to_string(signo));
   return {};
 }
 
-Result<void> RunExit::validate() const {
+Result<void> P2ctlRunExit::validate() const {
   if (code < 0 || code > 255) return make_error(EINVAL, "exit code out of range");
   if (signal < 0 || signal > 64) return make_error(EINVAL, "bad signal");
   if ((flags & ~(kExitCoreDumped | kExitLost)) != 0) {
@@ -125,7 +126,7 @@ Result<void> RunExit::validate() const {
   return {};
 }
 
-Result<void> PsRequest::validate() const {
+Result<void> Ctl2monPsRequest::validate() const {
   if (!vnode_name.terminated()) return make_error(EBADMSG, "unterminated vNode name");
   if (vnode_name.view().empty()) return {};
   return validate_vnode_name(vnode_name.view());

@@ -1,8 +1,8 @@
 // The P2S_ bodies whose tail has structure (kernel/wire/body.h explains body
 // kinds; storage_messages.h the layouts):
 //   StorageBody<T>   a request: T, then path, second path or target, data
-//   StorageData      StorageDataReply and its bytes (P2S_READ, P2S_READLINK)
-//   StorageListing   StorageReaddirReply and its entries (P2S_READDIR)
+//   StorageData      P2sDataReply and its bytes (P2S_READ, P2S_READLINK)
+//   StorageListing   P2sReaddirReply and its entries (P2S_READDIR)
 #pragma once
 
 #include <string_view>
@@ -53,18 +53,18 @@ struct StorageBody {
   }
 };
 
-using StorageData = Sized<StorageDataReply, &StorageDataReply::length>;
+using StorageData = Sized<P2sDataReply, &P2sDataReply::length>;
 
 struct StorageListing {
-  StorageReaddirReply head{};
+  P2sReaddirReply head{};
   Tail entries;  // head.count entries, each as append_dirent() lays it out
 
   Result<std::vector<DirEntry>> list() const { return decode_dirents(entries.view(), head.count); }
 
   static Result<StorageListing> decode(Bytes payload) {
-    auto [head, tail] = TRY(decode_with_tail<StorageReaddirReply>(payload));
+    auto [head, tail] = TRY(decode_with_tail<P2sReaddirReply>(payload));
     TRY(decode_dirents(tail, head.count));
-    return StorageListing{head, Tail(std::move(payload), sizeof(StorageReaddirReply))};
+    return StorageListing{head, Tail(std::move(payload), sizeof(P2sReaddirReply))};
   }
   Result<Bytes> encode() && { return std::move(entries).take_after(head); }
 };

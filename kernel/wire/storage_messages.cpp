@@ -60,11 +60,11 @@ Result<void> check_link_target(std::string_view target) {
   return {};
 }
 
-Result<void> StoragePathRequest::validate() const {
+Result<void> P2sPathRequest::validate() const {
   return check_path_length(path_length, "path");
 }
 
-Result<void> StorageReadRequest::validate() const {
+Result<void> P2sReadRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   if (length > kMaxStorageIo) {
     return make_error(EINVAL, "read of " + std::to_string(length) + " bytes is over the limit");
@@ -75,14 +75,14 @@ Result<void> StorageReadRequest::validate() const {
   return {};
 }
 
-Result<void> StorageDataReply::validate() const {
+Result<void> P2sDataReply::validate() const {
   if (length > std::max(kMaxStorageIo, kMaxStoragePath)) {
     return make_error(EBADMSG, "data reply of " + std::to_string(length) + " bytes");
   }
   return {};
 }
 
-Result<void> StorageWriteRequest::validate() const {
+Result<void> P2sWriteRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   if (length > kMaxStorageIo) {
     return make_error(EINVAL, "write of " + std::to_string(length) + " bytes is over the limit");
@@ -96,14 +96,14 @@ Result<void> StorageWriteRequest::validate() const {
   return {};
 }
 
-Result<void> StorageMakeRequest::validate() const {
+Result<void> P2sMakeRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   if (target_length != 0) TRY(check_path_length(target_length, "symlink target"));
   if ((flags & ~storage_open_flags_mask()) != 0) return make_error(EINVAL, "unknown open flags");
   return {};
 }
 
-Result<void> StorageTwoPathRequest::validate() const {
+Result<void> P2sTwoPathRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   TRY(check_path_length(new_path_length, "new path"));
   if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0) {
@@ -115,7 +115,7 @@ Result<void> StorageTwoPathRequest::validate() const {
   return {};
 }
 
-Result<void> StorageSetattrRequest::validate() const {
+Result<void> P2sSetattrRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   if ((valid & ~kSetAll) != 0) return make_error(EINVAL, "unknown attributes to set");
   if ((valid & kSetMode) && (mode & ~07777u) != 0) {
@@ -135,7 +135,7 @@ Result<void> StorageSetattrRequest::validate() const {
   return {};
 }
 
-Result<void> StorageReaddirRequest::validate() const {
+Result<void> P2sReaddirRequest::validate() const {
   TRY(check_path_length(path_length, "path"));
   if (max_bytes == 0 || max_bytes > kMaxReaddirBytes) {
     return make_error(EINVAL, "readdir of " + std::to_string(max_bytes) + " bytes");
@@ -143,25 +143,25 @@ Result<void> StorageReaddirRequest::validate() const {
   return {};
 }
 
-StorageTail storage_tail(const StoragePathRequest& request) {
+StorageTail storage_tail(const P2sPathRequest& request) {
   return {request.path_length};
 }
-StorageTail storage_tail(const StorageReadRequest& request) {
+StorageTail storage_tail(const P2sReadRequest& request) {
   return {request.path_length};
 }
-StorageTail storage_tail(const StorageWriteRequest& request) {
+StorageTail storage_tail(const P2sWriteRequest& request) {
   return {request.path_length, 0, request.length};
 }
-StorageTail storage_tail(const StorageMakeRequest& request) {
+StorageTail storage_tail(const P2sMakeRequest& request) {
   return {request.path_length, request.target_length};
 }
-StorageTail storage_tail(const StorageTwoPathRequest& request) {
+StorageTail storage_tail(const P2sTwoPathRequest& request) {
   return {request.path_length, request.new_path_length, 0, true};
 }
-StorageTail storage_tail(const StorageSetattrRequest& request) {
+StorageTail storage_tail(const P2sSetattrRequest& request) {
   return {request.path_length};
 }
-StorageTail storage_tail(const StorageReaddirRequest& request) {
+StorageTail storage_tail(const P2sReaddirRequest& request) {
   return {request.path_length};
 }
 
@@ -230,7 +230,7 @@ Result<std::vector<DirEntry>> decode_dirents(ByteView tail, uint32_t count) {
 }
 
 Result<ByteView> decode_data_reply(ByteView payload) {
-  auto [reply, tail] = TRY(decode_with_tail<StorageDataReply>(payload));
+  auto [reply, tail] = TRY(decode_with_tail<P2sDataReply>(payload));
   if (tail.size() != reply.length) {
     return make_error(EBADMSG, "data reply says " + std::to_string(reply.length) +
                                    " bytes and carries " + std::to_string(tail.size()));

@@ -19,29 +19,29 @@
 // statuses (kernel/rpc).
 //
 //   opcode       request, tail                        reply
-//   P2S_GETATTR  StoragePathRequest, path             StorageStat (of the name: lstat)
-//   P2S_OPEN     StoragePathRequest{open flags}, path StorageStat (checks the open
+//   P2S_GETATTR  P2sPathRequest, path             StorageStat (of the name: lstat)
+//   P2S_OPEN     P2sPathRequest{open flags}, path StorageStat (checks the open
 //                                                     would work; O_TRUNC truncates)
-//   P2S_READ     StorageReadRequest, path             StorageDataReply, bytes (short
+//   P2S_READ     P2sReadRequest, path             P2sDataReply, bytes (short
 //                                                     at end of file)
-//   P2S_WRITE    StorageWriteRequest, path, data      StorageWriteReply
-//   P2S_CREATE   StorageMakeRequest{open flags}, path StorageStat (O_EXCL: EEXIST if
+//   P2S_WRITE    P2sWriteRequest, path, data      P2sWriteReply
+//   P2S_CREATE   P2sMakeRequest{open flags}, path StorageStat (O_EXCL: EEXIST if
 //                                                     the name exists)
-//   P2S_MKDIR    StorageMakeRequest, path             StorageStat
-//   P2S_MKNOD    StorageMakeRequest{rdev}, path       StorageStat (FIFOs, sockets and
+//   P2S_MKDIR    P2sMakeRequest, path             StorageStat
+//   P2S_MKNOD    P2sMakeRequest{rdev}, path       StorageStat (FIFOs, sockets and
 //                                                     regular files; devices: EPERM)
-//   P2S_SYMLINK  StorageMakeRequest, path, target     StorageStat
-//   P2S_LINK     StorageTwoPathRequest, path, new     StorageStat of the new name
-//   P2S_UNLINK   StoragePathRequest, path             empty
-//   P2S_RMDIR    StoragePathRequest, path             empty
-//   P2S_RENAME   StorageTwoPathRequest{flags}, from, to  empty (flags: RENAME_NOREPLACE,
+//   P2S_SYMLINK  P2sMakeRequest, path, target     StorageStat
+//   P2S_LINK     P2sTwoPathRequest, path, new     StorageStat of the new name
+//   P2S_UNLINK   P2sPathRequest, path             empty
+//   P2S_RMDIR    P2sPathRequest, path             empty
+//   P2S_RENAME   P2sTwoPathRequest{flags}, from, to  empty (flags: RENAME_NOREPLACE,
 //                                                     RENAME_EXCHANGE)
-//   P2S_READDIR  StorageReaddirRequest, path          StorageReaddirReply, entries
-//   P2S_READLINK StoragePathRequest, path             StorageDataReply, target
-//   P2S_SETATTR  StorageSetattrRequest, path          StorageStat (truncate, chmod,
+//   P2S_READDIR  P2sReaddirRequest, path          P2sReaddirReply, entries
+//   P2S_READLINK P2sPathRequest, path             P2sDataReply, target
+//   P2S_SETATTR  P2sSetattrRequest, path          StorageStat (truncate, chmod,
 //                                                     chown, utimens in one)
-//   P2S_FSYNC    StoragePathRequest{flags}, path      empty, sent once durable
-//   P2S_STATFS   StoragePathRequest, path             StorageStatfs
+//   P2S_FSYNC    P2sPathRequest{flags}, path      empty, sent once durable
+//   P2S_STATFS   P2sPathRequest, path             StorageStatfs
 #pragma once
 
 #include <cstdint>
@@ -92,12 +92,12 @@ static_assert(sizeof(StorageStat) == 104);
 // P2S_GETATTR, P2S_OPEN, P2S_UNLINK, P2S_RMDIR, P2S_READLINK, P2S_FSYNC,
 // P2S_STATFS. `flags` is the open(2) flags for P2S_OPEN (kOpenFlags),
 // kFsyncData or 0 for P2S_FSYNC, 0 otherwise.
-struct StoragePathRequest {
+struct P2sPathRequest {
   uint32_t path_length;
   uint32_t flags;
   Result<void> validate() const;
 };
-static_assert(sizeof(StoragePathRequest) == 8);
+static_assert(sizeof(P2sPathRequest) == 8);
 
 // The open(2) flags that P2S_OPEN and P2S_CREATE honour; the others
 // (O_APPEND, O_SYNC, O_NONBLOCK...) describe the open file, which lives on
@@ -107,28 +107,28 @@ uint32_t storage_open_flags_mask();
 // P2S_FSYNC: fdatasync instead of fsync.
 inline constexpr uint32_t kFsyncData = 1u << 0;
 
-struct StorageReadRequest {
+struct P2sReadRequest {
   uint64_t offset;
   uint32_t length;  // 0..kMaxStorageIo
   uint32_t path_length;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageReadRequest) == 16);
+static_assert(sizeof(P2sReadRequest) == 16);
 
 // P2S_READ, P2S_READLINK: `length` bytes follow.
-struct StorageDataReply {
+struct P2sDataReply {
   uint32_t length;
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageDataReply) == 8);
+static_assert(sizeof(P2sDataReply) == 8);
 
 // P2S_WRITE flags.
 inline constexpr uint32_t kWriteAppend = 1u << 0;    // at the end of the file (O_APPEND)
 inline constexpr uint32_t kWriteDataSync = 1u << 1;  // durable before the reply (O_DSYNC)
 inline constexpr uint32_t kWriteSync = 1u << 2;      // the same, metadata too (O_SYNC)
 
-struct StorageWriteRequest {
+struct P2sWriteRequest {
   uint64_t offset;  // ignored with kWriteAppend
   uint32_t length;  // 0..kMaxStorageIo
   uint32_t path_length;
@@ -136,19 +136,19 @@ struct StorageWriteRequest {
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageWriteRequest) == 24);
+static_assert(sizeof(P2sWriteRequest) == 24);
 
-struct StorageWriteReply {
+struct P2sWriteReply {
   uint64_t size;  // of the file after the write
   uint32_t written;
   uint32_t reserved;
 };
-static_assert(sizeof(StorageWriteReply) == 16);
+static_assert(sizeof(P2sWriteReply) == 16);
 
 // P2S_CREATE, P2S_MKDIR, P2S_MKNOD, P2S_SYMLINK: a new name owned by
 // uid:gid (vNode ids; the gid is the parent's when the parent is setgid, as
 // on Linux) with permission bits `mode` (P2S_MKNOD: and its type).
-struct StorageMakeRequest {
+struct P2sMakeRequest {
   uint64_t rdev;  // P2S_MKNOD only
   uint32_t mode;
   uint32_t flags;  // P2S_CREATE: open(2) flags (O_EXCL, O_TRUNC); else 0
@@ -158,19 +158,19 @@ struct StorageMakeRequest {
   uint32_t target_length;  // P2S_SYMLINK only; else 0
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageMakeRequest) == 32);
+static_assert(sizeof(P2sMakeRequest) == 32);
 
 // P2S_LINK (flags 0) and P2S_RENAME (RENAME_NOREPLACE, RENAME_EXCHANGE).
-struct StorageTwoPathRequest {
+struct P2sTwoPathRequest {
   uint32_t path_length;
   uint32_t new_path_length;
   uint32_t flags;
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageTwoPathRequest) == 16);
+static_assert(sizeof(P2sTwoPathRequest) == 16);
 
-// StorageSetattrRequest::valid bits; applied in the order size, owner, mode,
+// P2sSetattrRequest::valid bits; applied in the order size, owner, mode,
 // times.
 inline constexpr uint32_t kSetMode = 1u << 0;
 inline constexpr uint32_t kSetUid = 1u << 1;
@@ -182,7 +182,7 @@ inline constexpr uint32_t kSetMtime = 1u << 6;
 inline constexpr uint32_t kSetMtimeNow = 1u << 7;
 inline constexpr uint32_t kSetAll = (1u << 8) - 1;
 
-struct StorageSetattrRequest {
+struct P2sSetattrRequest {
   uint32_t valid;
   uint32_t mode;  // permission bits only
   uint32_t uid;
@@ -194,25 +194,25 @@ struct StorageSetattrRequest {
   uint32_t reserved;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageSetattrRequest) == 64);
+static_assert(sizeof(P2sSetattrRequest) == 64);
 
-struct StorageReaddirRequest {
+struct P2sReaddirRequest {
   uint64_t cookie;     // 0: from the start; else a next_cookie of an earlier reply
   uint32_t max_bytes;  // of entries in the reply, 1..kMaxReaddirBytes
   uint32_t path_length;
   Result<void> validate() const;
 };
-static_assert(sizeof(StorageReaddirRequest) == 16);
+static_assert(sizeof(P2sReaddirRequest) == 16);
 
 inline constexpr uint32_t kReaddirEnd = 1u << 0;  // no entries after these
 
 // P2S_READDIR's reply: `count` entries follow, each a StorageDirent and its
 // name (name_length bytes, not padded).
-struct StorageReaddirReply {
+struct P2sReaddirReply {
   uint32_t count;
   uint32_t flags;  // kReaddirEnd
 };
-static_assert(sizeof(StorageReaddirReply) == 8);
+static_assert(sizeof(P2sReaddirReply) == 8);
 
 struct StorageDirent {
   uint64_t ino;
@@ -253,13 +253,13 @@ struct StorageTail {
   uint32_t data = 0;
   bool second_is_path = false;
 };
-StorageTail storage_tail(const StoragePathRequest& request);
-StorageTail storage_tail(const StorageReadRequest& request);
-StorageTail storage_tail(const StorageWriteRequest& request);
-StorageTail storage_tail(const StorageMakeRequest& request);
-StorageTail storage_tail(const StorageTwoPathRequest& request);
-StorageTail storage_tail(const StorageSetattrRequest& request);
-StorageTail storage_tail(const StorageReaddirRequest& request);
+StorageTail storage_tail(const P2sPathRequest& request);
+StorageTail storage_tail(const P2sReadRequest& request);
+StorageTail storage_tail(const P2sWriteRequest& request);
+StorageTail storage_tail(const P2sMakeRequest& request);
+StorageTail storage_tail(const P2sTwoPathRequest& request);
+StorageTail storage_tail(const P2sSetattrRequest& request);
+StorageTail storage_tail(const P2sReaddirRequest& request);
 
 // A decoded request: its fixed part and views into the payload it came in
 // (which must outlive them).
@@ -323,7 +323,7 @@ inline size_t dirent_size(size_t name_length) {
 // NUL).
 Result<std::vector<DirEntry>> decode_dirents(ByteView tail, uint32_t count);
 
-// A reply that is a StorageDataReply and its bytes: the bytes.
+// A reply that is a P2sDataReply and its bytes: the bytes.
 Result<ByteView> decode_data_reply(ByteView payload);
 
 }  // namespace sk::wire

@@ -67,7 +67,7 @@ static Result<void> check_fabric(uint8_t fabric) {
   return {};
 }
 
-Result<void> JoinRequest::validate() const {
+Result<void> C2monJoinRequest::validate() const {
   if (!node_kind_from_wire(kind) || kind == static_cast<uint8_t>(NodeKind::kMonitor)) {
     return make_error(EINVAL, "bad component kind " + std::to_string(kind));
   }
@@ -98,7 +98,7 @@ static Result<void> check_image(const FixedString<kVnodeNameLength>& image) {
   return validate_vnode_name(image.view());
 }
 
-Result<void> VnodeCreateRequest::validate() const {
+Result<void> Ctl2monVnodeCreateRequest::validate() const {
   TRY(check_name(name));
   TRY(check_image(image));
   if ((flags & ~kVnodeEmptyRoot) != 0) return make_error(EINVAL, "unknown vNode flags");
@@ -113,16 +113,18 @@ Result<void> VnodeRecord::validate() const {
   return check_image(image);
 }
 
-Result<void> VnodeDestroyRequest::validate() const { return check_name(name); }
+Result<void> Ctl2monVnodeDestroyRequest::validate() const {
+  return check_name(name);
+}
 
-Result<void> VnodeSetup::validate() const {
+Result<void> Mon2cVnodeCreateRequest::validate() const {
   TRY(check_name(name));
   TRY(check_image(image));
   if (!scomponent.terminated()) return make_error(EINVAL, "sComponent address is not terminated");
   return {};
 }
 
-Result<void> PageRange::validate() const {
+Result<void> P2mPageRange::validate() const {
   if (address % kPageSize != 0) return make_error(EINVAL, "page address not aligned");
   if (count == 0 || count > kMaxPagesPerMessage) {
     return make_error(EINVAL, "page count " + std::to_string(count) + " out of range");

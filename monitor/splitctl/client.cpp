@@ -77,7 +77,7 @@ static Error bad_reply(const Error& error) {
 
 template <typename R>
 static Result<std::vector<R>> decode_list(const fabric::Message& message) {
-  auto head = wire::decode_with_tail<wire::ListReply>(message.payload);
+  auto head = wire::decode_with_tail<wire::Ctl2monListReply>(message.payload);
   if (!head) return bad_reply(head.error());
   auto records = wire::decode_records<R>(head->second, head->first.count);
   if (!records) return bad_reply(records.error());
@@ -91,7 +91,7 @@ Result<std::vector<wire::NodeRecord>> FabricMonitorClient::nodes() {
 
 Result<wire::VnodeRecord> FabricMonitorClient::vnode_create(std::string_view name,
                                                             const VnodeOptions& options) {
-  wire::VnodeCreateRequest request{};
+  wire::Ctl2monVnodeCreateRequest request{};
   request.name.set(name);
   request.cache = options.cache;
   request.memory = options.memory;
@@ -114,14 +114,14 @@ Result<std::vector<wire::VnodeRecord>> FabricMonitorClient::vnode_list() {
 
 Result<void> FabricMonitorClient::vnode_destroy(std::string_view name) {
   TRY(wire::validate_vnode_name(name));
-  wire::VnodeDestroyRequest request{};
+  wire::Ctl2monVnodeDestroyRequest request{};
   request.name.set(name);
   TRY(call(wire::Opcode::CTL2MON_VNODE_DESTROY, wire::as_bytes(request), kChangeTimeout));
   return {};
 }
 
 Result<ProcessListing> FabricMonitorClient::ps(std::string_view vnode) {
-  wire::PsRequest request{};
+  wire::Ctl2monPsRequest request{};
   if (!vnode.empty()) TRY(wire::validate_vnode_name(vnode));
   request.vnode_name.set(vnode);
   auto reply = TRY(call(wire::Opcode::CTL2MON_PS, wire::as_bytes(request), kClusterQueryTimeout));

@@ -73,7 +73,7 @@ struct RunOutcome {
   // Not empty: why the run was lost (status 255), or why the program
   // ended as it did, when its pComponent knows (its memory was lost).
   std::string note;
-  wire::RunStarted started{};
+  wire::Ctl2pRunReply started{};
 };
 
 struct ProcessListing {

@@ -135,8 +135,8 @@ class FabricMonitorClient::RunSession {
                                         " s");
     }
     auto checked = rpc::check_reply(std::move(reply));
-    auto started = checked ? wire::decode<wire::RunStarted>(checked->payload)
-                           : Result<wire::RunStarted>(std::move(checked).error());
+    auto started = checked ? wire::decode<wire::Ctl2pRunReply>(checked->payload)
+                           : Result<wire::Ctl2pRunReply>(std::move(checked).error());
     {
       std::lock_guard lock(m_mutex);
       if (started) m_run = started->run;
@@ -146,7 +146,8 @@ class FabricMonitorClient::RunSession {
   }
 
   void on_output(rpc::Message request, rpc::Responder responder) {
-    auto decoded = wire::decode_sized<wire::RunOutput>(request.payload, &wire::RunOutput::length);
+    auto decoded =
+        wire::decode_sized<wire::P2ctlRunOutput>(request.payload, &wire::P2ctlRunOutput::length);
     if (!decoded) {
       responder.fail(decoded.error());
       return;
@@ -162,7 +163,7 @@ class FabricMonitorClient::RunSession {
       Item item;
       item.kind = Item::kOutput;
       item.stream = decoded->first.stream;
-      item.offset = sizeof(wire::RunOutput);
+      item.offset = sizeof(wire::P2ctlRunOutput);
       item.payload = std::move(request.payload);
       item.responder = std::make_shared<rpc::Responder>(std::move(responder));
       m_items.push_back(std::move(item));
@@ -171,7 +172,8 @@ class FabricMonitorClient::RunSession {
   }
 
   void on_exit(rpc::Message request, rpc::Responder responder) {
-    auto decoded = wire::decode_sized<wire::RunExit>(request.payload, &wire::RunExit::text_length);
+    auto decoded =
+        wire::decode_sized<wire::P2ctlRunExit>(request.payload, &wire::P2ctlRunExit::text_length);
     if (!decoded) {
       responder.fail(decoded.error());
       return;
@@ -269,12 +271,12 @@ class FabricMonitorClient::RunSession {
     rpc::Bytes payload;  // the whole message; the data starts at `offset`
     size_t offset = 0;
     std::shared_ptr<rpc::Responder> responder;
-    wire::RunExit exit{};
+    wire::P2ctlRunExit exit{};
     std::string text;
   };
 
   void send_signal(fabric::Connection& connection, int signo) {
-    wire::RunSignal message{};
+    wire::Ctl2pRunSignal message{};
     {
       std::lock_guard lock(m_mutex);
       message.run = m_run;
@@ -356,7 +358,7 @@ class FabricMonitorClient::RunSession {
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       // A read error ends the input as end of file does.
       size_t length = n > 0 ? static_cast<size_t>(n) : 0;
-      wire::RunInput input{};
+      wire::Ctl2pRunInput input{};
       input.run = run;
       input.length = static_cast<uint32_t>(length);
       input.flags = length == 0 ? wire::kInputEof : 0;
@@ -403,8 +405,8 @@ class FabricMonitorClient::RunSession {
   std::condition_variable m_wake;
   bool m_stopping = false;
   uint64_t m_run = 0;
-  std::optional<Result<wire::RunStarted>> m_start;
-  wire::RunStarted m_started{};  // the caller's thread only
+  std::optional<Result<wire::Ctl2pRunReply>> m_start;
+  wire::Ctl2pRunReply m_started{};  // the caller's thread only
   std::deque<Item> m_items;
   std::optional<RunOutcome> m_outcome;
 
@@ -438,7 +440,7 @@ void FabricMonitorClient::register_run_handlers() {
 
 Result<RunOutcome> FabricMonitorClient::run(const RunSpec& spec, const RunStdio& stdio) {
   TRY(wire::validate_vnode_name(spec.vnode));
-  wire::RunRequest request{};
+  wire::Ctl2pRunRequest request{};
   request.vnode_name.set(spec.vnode);
   request.flags = stdio.in < 0 ? wire::kRunNoStdin : 0;
   auto payload = TRY(wire::encode_run(request, spec.cwd, spec.argv, spec.env));

@@ -97,7 +97,7 @@ Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, Vnode
 
 static Result<uint64_t> mm_of(Result<std::vector<wire::Bytes>> replies, const std::string& who) {
   auto payloads = TRY(std::move(replies));
-  auto reply = wire::decode<wire::MmCreateReply>(payloads.at(0));
+  auto reply = wire::decode<wire::P2mMmCreateReply>(payloads.at(0));
   if (!reply) return make_error(EIO, "bad reply from " + who + ": " + reply.error().text());
   return reply->mm;
 }
@@ -109,13 +109,13 @@ Result<uint64_t> McomponentClient::create_mm(VnodeId vnode) {
 
 Result<uint64_t> McomponentClient::fork_mm(VnodeId vnode, uint64_t mm) {
   std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::MmForkRequest{mm}));
+  payloads.push_back(wire::encode(wire::P2mMmForkRequest{mm}));
   return mm_of(call_all(Opcode::P2M_MM_FORK, vnode, std::move(payloads)), name());
 }
 
 Result<void> McomponentClient::free_mm(VnodeId vnode, uint64_t mm) {
   std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::MmFreeRequest{mm}));
+  payloads.push_back(wire::encode(wire::P2mMmFreeRequest{mm}));
   TRY(call_all(Opcode::P2M_MM_FREE, vnode, std::move(payloads)));
   return {};
 }
@@ -123,7 +123,7 @@ Result<void> McomponentClient::free_mm(VnodeId vnode, uint64_t mm) {
 Result<wire::Bytes> McomponentClient::read(VnodeId vnode, uint64_t mm, uint64_t address,
                                            uint32_t count) {
   std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::PageRange{mm, address, count, 0}));
+  payloads.push_back(wire::encode(wire::P2mPageRange{mm, address, count, 0}));
   auto replies = TRY(call_all(Opcode::P2M_PAGE_READ, vnode, std::move(payloads), kFaults));
   if (replies.at(0).size() != static_cast<size_t>(count) * wire::kPageSize) {
     return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(replies[0].size()) +
@@ -137,7 +137,7 @@ Result<void> McomponentClient::write(VnodeId vnode, uint64_t mm, std::span<const
   std::vector<wire::Bytes> payloads;
   payloads.reserve(runs.size());
   for (const Run& run : runs) {
-    payloads.push_back(wire::encode(wire::PageRange{mm, run.address, run.count, 0}, run.data));
+    payloads.push_back(wire::encode(wire::P2mPageRange{mm, run.address, run.count, 0}, run.data));
   }
   TRY(call_all(Opcode::P2M_PAGE_WRITE, vnode, std::move(payloads)));
   return {};
@@ -147,7 +147,7 @@ Result<void> McomponentClient::free(VnodeId vnode, uint64_t mm, uint64_t address
   std::vector<wire::Bytes> payloads;
   while (pages > 0) {
     uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMessage));
-    payloads.push_back(wire::encode(wire::PageRange{mm, address, count, 0}));
+    payloads.push_back(wire::encode(wire::P2mPageRange{mm, address, count, 0}));
     address += uint64_t{count} * wire::kPageSize;
     pages -= count;
   }
@@ -161,7 +161,7 @@ Result<void> McomponentClient::move(VnodeId vnode, uint64_t mm, uint64_t from, u
   std::vector<wire::Bytes> payloads;
   while (pages > 0) {
     uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMove));
-    payloads.push_back(wire::encode(wire::PageMove{mm, from, to, count, 0}));
+    payloads.push_back(wire::encode(wire::P2mPageMoveRequest{mm, from, to, count, 0}));
     from += uint64_t{count} * wire::kPageSize;
     to += uint64_t{count} * wire::kPageSize;
     pages -= count;

@@ -25,9 +25,9 @@ Result<VregionPlacement> MonitorVregionPlacer::place(VnodeId vnode, uint64_t byt
     }
     connection = m_connection;
   }
-  wire::MemoryPlaceRequest request{vnode, 0, bytes};
-  auto reply = rpc::call_for<wire::MemoryPlaceReply>(*connection, wire::Opcode::P2MON_MEMORY_PLACE,
-                                                     vnode, wire::as_bytes(request), m_timeout);
+  wire::P2monMemoryPlaceRequest request{vnode, 0, bytes};
+  auto reply = rpc::call_for<wire::P2monMemoryPlaceReply>(
+      *connection, wire::Opcode::P2MON_MEMORY_PLACE, vnode, wire::as_bytes(request), m_timeout);
   if (!reply) {
     return make_error(reply.error().code(), "memory placement: " + reply.error().message());
   }

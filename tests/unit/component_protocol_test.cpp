@@ -29,7 +29,7 @@ using wire::Opcode;
 constexpr uint64_t kBase = 0x400000;
 
 wire::Bytes setup_body(VnodeId vnode, std::string_view name, uint64_t memory = 0) {
-  wire::VnodeSetup setup{};
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = vnode;
   setup.memory = memory;
   setup.name.set(name);
@@ -37,13 +37,13 @@ wire::Bytes setup_body(VnodeId vnode, std::string_view name, uint64_t memory = 0
 }
 
 wire::Bytes teardown_body(VnodeId vnode) {
-  wire::VnodeTeardown teardown{};
+  wire::Mon2cVnodeDestroyRequest teardown{};
   teardown.vnode = vnode;
   return wire::encode(teardown);
 }
 
 wire::Bytes range_body(uint64_t mm, uint64_t address, uint32_t count, wire::ByteView tail = {}) {
-  wire::PageRange range{};
+  wire::P2mPageRange range{};
   range.mm = mm;
   range.address = address;
   range.count = count;
@@ -163,7 +163,7 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
   EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_MM_CREATE, 99)), ENOENT);
   auto mm_reply = dispatch(dispatcher, make_request(Opcode::P2M_MM_CREATE, 1));
   ASSERT_EQ(mm_reply.status, 0) << mm_reply.text();
-  uint64_t mm = wire::decode<wire::MmCreateReply>(mm_reply.payload).value().mm;
+  uint64_t mm = wire::decode<wire::P2mMmCreateReply>(mm_reply.payload).value().mm;
 
   // P2M_PAGE_WRITE: the tail must be exactly count pages.
   auto page = garbage(kPageSize, 7);
@@ -191,7 +191,7 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
                  EINVAL);
   // P2M_PAGE_MOVE: aligned, 1..kMaxPagesPerMove pages, no wrap, own mm.
   auto move_body = [](uint64_t mm, uint64_t from, uint64_t to, uint32_t count) {
-    return wire::encode(wire::PageMove{mm, from, to, count, 0});
+    return wire::encode(wire::P2mPageMoveRequest{mm, from, to, count, 0});
   };
   EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_MOVE, 1,
                                                    move_body(mm, kBase + 1, kBase + kPageSize, 1))),
@@ -221,7 +221,7 @@ TEST(ComponentProtocol, McomponentRefusesBadRequestsAndKeepsServing) {
   EXPECT_REFUSED(
       dispatch(dispatcher, make_request(Opcode::P2M_PAGE_WRITE, 2, range_body(mm, kBase, 1, page))),
       EPERM);
-  wire::MmFreeRequest free{};
+  wire::P2mMmFreeRequest free{};
   free.mm = mm;
   EXPECT_REFUSED(dispatch(dispatcher, make_request(Opcode::P2M_MM_FREE, 2, wire::encode(free))),
                  EPERM);
@@ -271,7 +271,7 @@ TEST(ComponentProtocol, McomponentReplyLostOnTheFabricTimesOutAndServingGoesOn) 
   EXPECT_EQ(lost.status, -ETIMEDOUT) << lost.text();
   auto next = link.call(make_request(Opcode::P2M_MM_CREATE, 1));
   ASSERT_EQ(next.status, 0) << next.text();
-  EXPECT_TRUE(wire::decode<wire::MmCreateReply>(next.payload));
+  EXPECT_TRUE(wire::decode<wire::P2mMmCreateReply>(next.payload));
   // The server ran the request whose reply was lost.
   EXPECT_EQ(component.dispatcher().served()["P2M_MM_CREATE"], 2u);
 }
@@ -379,7 +379,7 @@ TEST(ComponentProtocol, PcomponentRefusesBadRequestsAndKeepsServing) {
   expect_every_request_answered(dispatcher);
   EXPECT_TRUE(component.vnodes().empty());
 
-  wire::VnodeSetup setup{};
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = 4;
   setup.cache = 64 << 20;
   setup.name.set("web");
@@ -417,7 +417,7 @@ TEST(ComponentProtocol, PcomponentMountsTheRootItIsTold) {
   pcomponent::Pcomponent component(256 << 20, storage);
   const auto& dispatcher = component.dispatcher();
 
-  wire::VnodeSetup setup{};
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = 3;
   setup.name.set("web");
   setup.scomponent.set("127.0.0.1:7001");

@@ -10,7 +10,7 @@ sk_unit_test(component_protocol_test unit/component_protocol_test.cpp)
 target_link_libraries(component_protocol_test PRIVATE sk_mcomponent sk_scomponent sk_pcomponent)
 
 # Membership against a fake monitor over the fake fabric (fake_transport.h).
-sk_unit_test(member_test unit/member_test.cpp)
+sk_unit_test(membership_client_test unit/membership_client_test.cpp)
 
 # The P2S_ storage protocol: decoders, the sComponent's file operations on a
 # tree (confinement, durability, images).

@@ -17,8 +17,8 @@ using namespace std::chrono_literals;
 constexpr VnodeId kVnode = 3;
 constexpr uint64_t kRegion = 64ull << 20;
 
-wire::JoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
-  wire::JoinRequest request{};
+wire::C2monJoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
+  wire::C2monJoinRequest request{};
   request.kind = static_cast<uint8_t>(kind);
   request.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
   request.capacity = capacity;
@@ -73,7 +73,7 @@ TEST_F(Placement, MoreFreeSpaceTakesMoreAndFailedNodesNone) {
   EXPECT_EQ(placed[big] + placed[small], 32);
   EXPECT_GT(placed[big], placed[small]);
   // Heartbeats show what is stored: a full mComponent takes nothing more.
-  m_members.heartbeat(wire::Heartbeat{big, 0, 3ull << 30, 3ull << 30}, m_t0);
+  m_members.heartbeat(wire::C2monHeartbeat{big, 0, 3ull << 30, 3ull << 30}, m_t0);
   PlacementLedger fresh;
   EXPECT_EQ(place_memory(m_members, fresh, kVnode, kRegion, m_t0).value().node, small);
 }
@@ -98,17 +98,18 @@ TEST_F(Placement, TheHandlerAnswersAndChecksItsRequest) {
     return link.call(
         testing::make_request(wire::Opcode::P2MON_MEMORY_PLACE, header_vnode, std::move(payload)));
   };
-  auto good = ask(kVnode, wire::encode(wire::MemoryPlaceRequest{kVnode, 0, kRegion}));
+  auto good = ask(kVnode, wire::encode(wire::P2monMemoryPlaceRequest{kVnode, 0, kRegion}));
   ASSERT_EQ(good.status, 0) << good.text();
-  auto reply = wire::decode<wire::MemoryPlaceReply>(good.payload);
+  auto reply = wire::decode<wire::P2monMemoryPlaceReply>(good.payload);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->address.view(), "m:1");
-  EXPECT_EQ(ask(kVnode + 1, wire::encode(wire::MemoryPlaceRequest{kVnode, 0, kRegion})).status,
+  EXPECT_EQ(ask(kVnode + 1, wire::encode(wire::P2monMemoryPlaceRequest{kVnode, 0, kRegion})).status,
             EINVAL);
-  EXPECT_EQ(ask(kVnode, wire::encode(wire::MemoryPlaceRequest{kVnode, 0, 0})).status, EINVAL);
+  EXPECT_EQ(ask(kVnode, wire::encode(wire::P2monMemoryPlaceRequest{kVnode, 0, 0})).status, EINVAL);
   EXPECT_EQ(ask(kVnode, wire::Bytes(15)).status, EBADMSG);
-  EXPECT_EQ(ask(kVnode + 1, wire::encode(wire::MemoryPlaceRequest{kVnode + 1, 0, kRegion})).status,
-            EHOSTUNREACH);
+  EXPECT_EQ(
+      ask(kVnode + 1, wire::encode(wire::P2monMemoryPlaceRequest{kVnode + 1, 0, kRegion})).status,
+      EHOSTUNREACH);
 }
 
 }  // namespace

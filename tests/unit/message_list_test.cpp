@@ -31,8 +31,8 @@ T sample(Tag<T>) {
   return message;
 }
 
-wire::JoinRequest sample(Tag<wire::JoinRequest>) {
-  wire::JoinRequest join{};
+wire::C2monJoinRequest sample(Tag<wire::C2monJoinRequest>) {
+  wire::C2monJoinRequest join{};
   join.kind = static_cast<uint8_t>(NodeKind::kMcomponent);
   join.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
   join.capacity = 1 << 20;
@@ -50,8 +50,8 @@ wire::NodeRecord sample(Tag<wire::NodeRecord>) {
   return record;
 }
 
-wire::VnodeCreateRequest sample(Tag<wire::VnodeCreateRequest>) {
-  wire::VnodeCreateRequest request{};
+wire::Ctl2monVnodeCreateRequest sample(Tag<wire::Ctl2monVnodeCreateRequest>) {
+  wire::Ctl2monVnodeCreateRequest request{};
   request.name.set("web");
   return request;
 }
@@ -64,29 +64,29 @@ wire::VnodeRecord sample(Tag<wire::VnodeRecord>) {
   return record;
 }
 
-wire::VnodeDestroyRequest sample(Tag<wire::VnodeDestroyRequest>) {
-  wire::VnodeDestroyRequest request{};
+wire::Ctl2monVnodeDestroyRequest sample(Tag<wire::Ctl2monVnodeDestroyRequest>) {
+  wire::Ctl2monVnodeDestroyRequest request{};
   request.name.set("web");
   return request;
 }
 
-wire::VnodeSetup sample(Tag<wire::VnodeSetup>) {
-  wire::VnodeSetup setup{};
+wire::Mon2cVnodeCreateRequest sample(Tag<wire::Mon2cVnodeCreateRequest>) {
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = 1;
   setup.name.set("web");
   return setup;
 }
 
-wire::VnodeTeardown sample(Tag<wire::VnodeTeardown>) {
-  return wire::VnodeTeardown{1, 0};
+wire::Mon2cVnodeDestroyRequest sample(Tag<wire::Mon2cVnodeDestroyRequest>) {
+  return wire::Mon2cVnodeDestroyRequest{1, 0};
 }
 
-wire::RunSignal sample(Tag<wire::RunSignal>) {
-  return wire::RunSignal{7, 15, 0};
+wire::Ctl2pRunSignal sample(Tag<wire::Ctl2pRunSignal>) {
+  return wire::Ctl2pRunSignal{7, 15, 0};
 }
 
-wire::PsRequest sample(Tag<wire::PsRequest>) {
-  wire::PsRequest request{};
+wire::Ctl2monPsRequest sample(Tag<wire::Ctl2monPsRequest>) {
+  wire::Ctl2monPsRequest request{};
   request.vnode_name.set("web");
   return request;
 }
@@ -104,45 +104,45 @@ wire::StatRecord sample(Tag<wire::StatRecord>) {
   return wire::make_stat("tracer", "stops", 9);
 }
 
-wire::PageRange sample(Tag<wire::PageRange>) {
-  return wire::PageRange{5, 0x400000, 2, 0};
+wire::P2mPageRange sample(Tag<wire::P2mPageRange>) {
+  return wire::P2mPageRange{5, 0x400000, 2, 0};
 }
 
-wire::PageMove sample(Tag<wire::PageMove>) {
-  return wire::PageMove{5, 0x400000, 0x800000, 3, 0};
+wire::P2mPageMoveRequest sample(Tag<wire::P2mPageMoveRequest>) {
+  return wire::P2mPageMoveRequest{5, 0x400000, 0x800000, 3, 0};
 }
 
-wire::MemoryPlaceRequest sample(Tag<wire::MemoryPlaceRequest>) {
-  return wire::MemoryPlaceRequest{1, 0, 64 << 20};
+wire::P2monMemoryPlaceRequest sample(Tag<wire::P2monMemoryPlaceRequest>) {
+  return wire::P2monMemoryPlaceRequest{1, 0, 64 << 20};
 }
 
-wire::MemoryPlaceReply sample(Tag<wire::MemoryPlaceReply>) {
-  wire::MemoryPlaceReply reply{};
+wire::P2monMemoryPlaceReply sample(Tag<wire::P2monMemoryPlaceReply>) {
+  wire::P2monMemoryPlaceReply reply{};
   reply.node = 2;
   reply.address.set("127.0.0.1:5000");
   return reply;
 }
 
-wire::StoragePathRequest sample(Tag<wire::StoragePathRequest>) {
-  return wire::StoragePathRequest{4, 0};  // "/etc"
+wire::P2sPathRequest sample(Tag<wire::P2sPathRequest>) {
+  return wire::P2sPathRequest{4, 0};  // "/etc"
 }
-wire::StorageReadRequest sample(Tag<wire::StorageReadRequest>) {
-  return wire::StorageReadRequest{0, 100, 4};
+wire::P2sReadRequest sample(Tag<wire::P2sReadRequest>) {
+  return wire::P2sReadRequest{0, 100, 4};
 }
-wire::StorageWriteRequest sample(Tag<wire::StorageWriteRequest>) {
-  return wire::StorageWriteRequest{0, 3, 4, 0, 0};
+wire::P2sWriteRequest sample(Tag<wire::P2sWriteRequest>) {
+  return wire::P2sWriteRequest{0, 3, 4, 0, 0};
 }
-wire::StorageMakeRequest sample(Tag<wire::StorageMakeRequest>) {
-  return wire::StorageMakeRequest{0, 0644, 0, 0, 0, 4, 0};
+wire::P2sMakeRequest sample(Tag<wire::P2sMakeRequest>) {
+  return wire::P2sMakeRequest{0, 0644, 0, 0, 0, 4, 0};
 }
-wire::StorageTwoPathRequest sample(Tag<wire::StorageTwoPathRequest>) {
-  return wire::StorageTwoPathRequest{4, 4, RENAME_NOREPLACE, 0};
+wire::P2sTwoPathRequest sample(Tag<wire::P2sTwoPathRequest>) {
+  return wire::P2sTwoPathRequest{4, 4, RENAME_NOREPLACE, 0};
 }
-wire::StorageReaddirRequest sample(Tag<wire::StorageReaddirRequest>) {
-  return wire::StorageReaddirRequest{0, 4096, 4};
+wire::P2sReaddirRequest sample(Tag<wire::P2sReaddirRequest>) {
+  return wire::P2sReaddirRequest{0, 4096, 4};
 }
-wire::StorageSetattrRequest sample(Tag<wire::StorageSetattrRequest>) {
-  wire::StorageSetattrRequest request{};
+wire::P2sSetattrRequest sample(Tag<wire::P2sSetattrRequest>) {
+  wire::P2sSetattrRequest request{};
   request.valid = wire::kSetMode;
   request.mode = 0600;
   request.path_length = 4;
@@ -163,21 +163,21 @@ wire::Tailed<T> sample(Tag<wire::Tailed<T>>) {
 }
 
 wire::RunInputBody sample(Tag<wire::RunInputBody>) {
-  return wire::RunInputBody::of(wire::RunInput{7, 0, wire::kInputEof},
+  return wire::RunInputBody::of(wire::Ctl2pRunInput{7, 0, wire::kInputEof},
                                 wire::Tail(std::string_view("in")));
 }
 wire::RunOutputBody sample(Tag<wire::RunOutputBody>) {
-  wire::RunOutput head{};
+  wire::P2ctlRunOutput head{};
   head.run = 7;
   head.stream = static_cast<uint8_t>(wire::RunStream::kStderr);
   return wire::RunOutputBody::of(head, wire::Tail(std::string_view("out")));
 }
 wire::RunExitBody sample(Tag<wire::RunExitBody>) {
-  return wire::RunExitBody::of(wire::RunExit{7, 255, 0, wire::kExitLost, 0},
+  return wire::RunExitBody::of(wire::P2ctlRunExit{7, 255, 0, wire::kExitLost, 0},
                                wire::Tail(std::string_view("lost")));
 }
 wire::StorageData sample(Tag<wire::StorageData>) {
-  return wire::StorageData::of(wire::StorageDataReply{}, wire::Tail(std::string_view("data")));
+  return wire::StorageData::of(wire::P2sDataReply{}, wire::Tail(std::string_view("data")));
 }
 
 template <wire::WireMessage Head, wire::WireMessage R>
@@ -187,8 +187,8 @@ wire::RecordList<Head, R> sample(Tag<wire::RecordList<Head, R>>) {
   return list;
 }
 
-wire::RunCommand sample(Tag<wire::RunCommand>) {
-  wire::RunCommand command;
+wire::Ctl2pRunCommand sample(Tag<wire::Ctl2pRunCommand>) {
+  wire::Ctl2pRunCommand command;
   command.request.vnode_name.set("web");
   command.cwd = "/";
   command.argv = {"sh", "-c", "true"};
@@ -207,11 +207,11 @@ wire::StorageBody<T> sample(Tag<wire::StorageBody<T>>) {
 }
 
 wire::StorageListing sample(Tag<wire::StorageListing>) {
-  Bytes entries(sizeof(wire::StorageReaddirReply));
+  Bytes entries(sizeof(wire::P2sReaddirReply));
   wire::append_dirent(entries, 10, 1, 4, "etc");
   wire::append_dirent(entries, 11, 2, 8, "passwd");
-  return {wire::StorageReaddirReply{2, wire::kReaddirEnd},
-          wire::Tail(std::move(entries), sizeof(wire::StorageReaddirReply))};
+  return {wire::P2sReaddirReply{2, wire::kReaddirEnd},
+          wire::Tail(std::move(entries), sizeof(wire::P2sReaddirReply))};
 }
 
 template <wire::Body B>
@@ -278,30 +278,34 @@ TEST(MessageList, PlanesFollowTheDirections) {
 TEST(MessageList, BodiesThatRepeatTheHeaderMustMatchIt) {
   wire::Header header{};
   header.vnode = 1;
-  EXPECT_TRUE(wire::check_against_header(sample<wire::VnodeSetup>(), header));
+  EXPECT_TRUE(wire::check_against_header(sample<wire::Mon2cVnodeCreateRequest>(), header));
   header.vnode = 2;
-  EXPECT_EQ(wire::check_against_header(sample<wire::VnodeSetup>(), header).error().code(), EINVAL);
-  EXPECT_EQ(wire::check_against_header(wire::VnodeTeardown{0, 0}, header).error().code(), EINVAL);
-  EXPECT_EQ(wire::check_against_header(sample<wire::MemoryPlaceRequest>(), header).error().code(),
+  EXPECT_EQ(
+      wire::check_against_header(sample<wire::Mon2cVnodeCreateRequest>(), header).error().code(),
+      EINVAL);
+  EXPECT_EQ(wire::check_against_header(wire::Mon2cVnodeDestroyRequest{0, 0}, header).error().code(),
             EINVAL);
+  EXPECT_EQ(
+      wire::check_against_header(sample<wire::P2monMemoryPlaceRequest>(), header).error().code(),
+      EINVAL);
   // Bodies without the vNode are not checked.
-  EXPECT_TRUE(wire::check_against_header(sample<wire::PageRange>(), header));
+  EXPECT_TRUE(wire::check_against_header(sample<wire::P2mPageRange>(), header));
 }
 
 TEST(MessageList, SizedTailsMustMatchTheirLength) {
   auto body = sample<wire::RunOutputBody>();
   body.head.length = 99;
   EXPECT_FALSE(wire::body_encode(std::move(body)));
-  wire::RunOutput head = sample<wire::RunOutputBody>().head;
+  wire::P2ctlRunOutput head = sample<wire::RunOutputBody>().head;
   auto bytes = wire::encode(head, wire::as_bytes(std::string_view("four")));
   EXPECT_EQ(wire::body_decode<wire::RunOutputBody>(std::move(bytes)).error().code(), EBADMSG);
 }
 
 TEST(MessageList, StorageBodiesSplitTheirTail) {
-  auto body = sample<wire::StorageBody<wire::StorageTwoPathRequest>>();
+  auto body = sample<wire::StorageBody<wire::P2sTwoPathRequest>>();
   EXPECT_EQ(body.path(), "/etc");
   EXPECT_EQ(body.second(), "/tmp");
-  auto write = sample<wire::StorageBody<wire::StorageWriteRequest>>();
+  auto write = sample<wire::StorageBody<wire::P2sWriteRequest>>();
   EXPECT_EQ(wire::to_text(write.data()), "abc");
   auto listing = sample<wire::StorageListing>().list();
   ASSERT_TRUE(listing);
@@ -318,16 +322,16 @@ TEST(TypedDispatch, MalformedRequestsNeverReachTheHandler) {
   rpc::DataDispatcher dispatcher("test");
   int calls = 0;
   dispatcher.on<Opcode::P2M_PAGE_FREE>(
-      [&](const wire::PageRange& range, const rpc::Message& request) -> Result<void> {
+      [&](const wire::P2mPageRange& range, const rpc::Message& request) -> Result<void> {
         ++calls;
         EXPECT_EQ(range.count, 2u);
         EXPECT_EQ(request.vnode(), 3u);
         return {};
       });
-  auto good = wire::encode(sample<wire::PageRange>());
+  auto good = wire::encode(sample<wire::P2mPageRange>());
   EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, good)).status, 0);
   EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, Bytes(3))).status, EBADMSG);
-  auto unaligned = sample<wire::PageRange>();
+  auto unaligned = sample<wire::P2mPageRange>();
   unaligned.address += 1;
   EXPECT_EQ(
       dispatch(dispatcher, make_request(Opcode::P2M_PAGE_FREE, 3, wire::encode(unaligned))).status,
@@ -341,11 +345,11 @@ TEST(TypedDispatch, HeaderMismatchIsRefusedBeforeTheHandler) {
   rpc::ControlDispatcher dispatcher("test");
   int calls = 0;
   dispatcher.on<Opcode::MON2M_VNODE_DESTROY>(
-      [&](const wire::VnodeTeardown&, const rpc::Message&) -> Result<void> {
+      [&](const wire::Mon2cVnodeDestroyRequest&, const rpc::Message&) -> Result<void> {
         ++calls;
         return {};
       });
-  auto body = wire::encode(wire::VnodeTeardown{1, 0});
+  auto body = wire::encode(wire::Mon2cVnodeDestroyRequest{1, 0});
   EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::MON2M_VNODE_DESTROY, 2, body)).status,
             EINVAL);
   EXPECT_EQ(dispatch(dispatcher, make_request(Opcode::MON2M_VNODE_DESTROY, 1, body)).status, 0);
@@ -358,14 +362,14 @@ TEST(TypedDispatch, HandlersOnAPoolRunOffTheCallingThreadAndStopWithIt) {
   auto caller = std::this_thread::get_id();
   dispatcher.on<Opcode::CTL2MON_VNODE_CREATE>(
       pool,
-      [&](const wire::VnodeCreateRequest& request,
+      [&](const wire::Ctl2monVnodeCreateRequest& request,
           const rpc::Message&) -> Result<wire::VnodeRecord> {
         EXPECT_TRUE(std::this_thread::get_id() != caller);
         wire::VnodeRecord record{};
         record.name = request.name;
         return record;
       });
-  auto body = wire::encode(sample<wire::VnodeCreateRequest>());
+  auto body = wire::encode(sample<wire::Ctl2monVnodeCreateRequest>());
   auto reply = dispatch(dispatcher, make_request(Opcode::CTL2MON_VNODE_CREATE, 0, body));
   ASSERT_EQ(reply.status, 0) << reply.text();
   EXPECT_EQ(wire::decode<wire::VnodeRecord>(reply.payload)->name.view(), "web");
@@ -407,17 +411,17 @@ TEST(TypedDispatch, OneDispatcherServesBothPlanes) {
   rpc::DataDispatcher data("both");
   rpc::Dispatcher all("both", {&control, &data});
   control.on<Opcode::MON2M_VNODE_CREATE>(
-      [](const wire::VnodeSetup&, const rpc::Message&) -> Result<void> { return {}; });
+      [](const wire::Mon2cVnodeCreateRequest&, const rpc::Message&) -> Result<void> { return {}; });
   data.on<Opcode::P2M_MM_CREATE>([](const wire::Empty&, const rpc::Message&) {
-    return Result<wire::MmCreateReply>(wire::MmCreateReply{9});
+    return Result<wire::P2mMmCreateReply>(wire::P2mMmCreateReply{9});
   });
   EXPECT_EQ(dispatch(all, make_request(Opcode::MON2M_VNODE_CREATE, 1,
-                                       wire::encode(sample<wire::VnodeSetup>())))
+                                       wire::encode(sample<wire::Mon2cVnodeCreateRequest>())))
                 .status,
             0);
   auto reply = dispatch(all, make_request(Opcode::P2M_MM_CREATE, 1));
   ASSERT_EQ(reply.status, 0);
-  EXPECT_EQ(wire::decode<wire::MmCreateReply>(reply.payload)->mm, 9u);
+  EXPECT_EQ(wire::decode<wire::P2mMmCreateReply>(reply.payload)->mm, 9u);
   EXPECT_EQ(dispatch(all, make_request(Opcode::P2M_MM_CREATE, 1, Bytes(1))).status, EBADMSG);
   EXPECT_EQ(dispatch(all, make_request(Opcode::C2MON_JOIN, 1)).status, EOPNOTSUPP);
   EXPECT_EQ(all.served()["P2M_MM_CREATE"], 2u);
@@ -432,28 +436,28 @@ TEST(TypedDispatch, OneDispatcherServesBothPlanes) {
 TEST(TypedCall, EncodesTheRequestAndDecodesTheReply) {
   rpc::DataDispatcher server("server");
   server.on<Opcode::P2M_PAGE_READ>(
-      [](const wire::PageRange& range, const rpc::Message&) -> Result<wire::RawBytes> {
+      [](const wire::P2mPageRange& range, const rpc::Message&) -> Result<wire::RawBytes> {
         return wire::RawBytes{wire::Tail(Bytes(range.count * wire::kPageSize, std::byte{7}), 0)};
       });
   server.on<Opcode::P2M_MM_FREE>(
-      [](const wire::MmFreeRequest& free, const rpc::Message&) -> Result<void> {
+      [](const wire::P2mMmFreeRequest& free, const rpc::Message&) -> Result<void> {
         if (free.mm != 5) return make_error(ENOENT, "no mm " + std::to_string(free.mm));
         return {};
       });
   testing::DispatchLink link(server);
   fabric::Connection& connection = *link.connection();
-  auto pages = rpc::call<Opcode::P2M_PAGE_READ>(connection, 1, sample<wire::PageRange>());
+  auto pages = rpc::call<Opcode::P2M_PAGE_READ>(connection, 1, sample<wire::P2mPageRange>());
   ASSERT_TRUE(pages) << pages.error().text();
   EXPECT_EQ(pages->bytes.size(), 2 * wire::kPageSize);
-  EXPECT_TRUE(rpc::call<Opcode::P2M_MM_FREE>(connection, 1, wire::MmFreeRequest{5}));
-  auto missing = rpc::call<Opcode::P2M_MM_FREE>(connection, 1, wire::MmFreeRequest{6});
+  EXPECT_TRUE(rpc::call<Opcode::P2M_MM_FREE>(connection, 1, wire::P2mMmFreeRequest{5}));
+  auto missing = rpc::call<Opcode::P2M_MM_FREE>(connection, 1, wire::P2mMmFreeRequest{6});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), ENOENT);
   EXPECT_EQ(missing.error().message(), "no mm 6");
 
   std::promise<Result<wire::Empty>> got;  // set on the client's fabric thread
   rpc::call_async<Opcode::P2M_MM_FREE>(
-      connection, 1, wire::MmFreeRequest{5}, std::chrono::seconds(1),
+      connection, 1, wire::P2mMmFreeRequest{5}, std::chrono::seconds(1),
       [&](Result<wire::Empty> reply) { got.set_value(std::move(reply)); });
   EXPECT_TRUE(got.get_future().get());
 }

@@ -23,8 +23,8 @@ using namespace std::chrono_literals;
 using testing::FakeTransport;
 using wire::Opcode;
 
-wire::JoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
-  wire::JoinRequest request{};
+wire::C2monJoinRequest join_request(NodeKind kind, std::string_view address, uint64_t capacity) {
+  wire::C2monJoinRequest request{};
   request.kind = static_cast<uint8_t>(kind);
   request.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
   request.capacity = capacity;
@@ -32,8 +32,8 @@ wire::JoinRequest join_request(NodeKind kind, std::string_view address, uint64_t
   return request;
 }
 
-wire::Heartbeat heartbeat(NodeId node, uint64_t capacity, uint64_t usage, uint32_t load) {
-  return wire::Heartbeat{node, load, capacity, usage};
+wire::C2monHeartbeat heartbeat(NodeId node, uint64_t capacity, uint64_t usage, uint32_t load) {
+  return wire::C2monHeartbeat{node, load, capacity, usage};
 }
 
 // ---- Membership --------------------------------------------------------------
@@ -468,7 +468,7 @@ class MonitorServerTest : public ::testing::Test {
     auto reply = request(connection, Opcode::C2MON_JOIN,
                          wire::encode(join_request(kind, address, capacity)));
     EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
-    auto joined = wire::decode<wire::JoinReply>(reply.payload);
+    auto joined = wire::decode<wire::C2monJoinReply>(reply.payload);
     EXPECT_TRUE(joined.ok());
     if (!joined.ok()) return kNoNode;
     EXPECT_EQ(joined->heartbeat_interval_ms, kHeartbeatIntervalMs);
@@ -479,7 +479,7 @@ class MonitorServerTest : public ::testing::Test {
     auto console = make_peer("console");
     auto reply = request(console, Opcode::CTL2MON_NODES);
     EXPECT_EQ(reply.status, 0);
-    auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
+    auto head = wire::decode_with_tail<wire::Ctl2monListReply>(reply.payload);
     EXPECT_TRUE(head.ok());
     auto records = wire::decode_records<wire::NodeRecord>(head->second, head->first.count);
     EXPECT_TRUE(records.ok());
@@ -490,7 +490,7 @@ class MonitorServerTest : public ::testing::Test {
     auto console = make_peer("console");
     auto reply = request(console, Opcode::CTL2MON_VNODE_LIST);
     EXPECT_EQ(reply.status, 0);
-    auto head = wire::decode_with_tail<wire::ListReply>(reply.payload);
+    auto head = wire::decode_with_tail<wire::Ctl2monListReply>(reply.payload);
     EXPECT_TRUE(head.ok());
     auto records = wire::decode_records<wire::VnodeRecord>(head->second, head->first.count);
     EXPECT_TRUE(records.ok());
@@ -499,7 +499,7 @@ class MonitorServerTest : public ::testing::Test {
 
   FakePeer::Reply create(std::string_view name, uint64_t cache = 0, uint64_t memory = 0,
                          std::string_view image = "", uint32_t flags = 0) {
-    wire::VnodeCreateRequest create{};
+    wire::Ctl2monVnodeCreateRequest create{};
     create.name.set(name);
     create.cache = cache;
     create.memory = memory;
@@ -510,7 +510,7 @@ class MonitorServerTest : public ::testing::Test {
   }
 
   FakePeer::Reply destroy(std::string_view name) {
-    wire::VnodeDestroyRequest destroy{};
+    wire::Ctl2monVnodeDestroyRequest destroy{};
     destroy.name.set(name);
     auto console = make_peer("console");
     return request(console, Opcode::CTL2MON_VNODE_DESTROY, wire::encode(destroy));
@@ -580,14 +580,16 @@ TEST_F(MonitorServerTest, HeartbeatFromAnUnknownNodeGetsEnoent) {
 TEST_F(MonitorServerTest, LeaveMarksTheNodeLeft) {
   auto connection = make_peer("x");
   NodeId id = join(connection, NodeKind::kPcomponent);
-  auto reply = request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{id, 0}));
+  auto reply =
+      request(connection, Opcode::C2MON_LEAVE, wire::encode(wire::C2monLeaveRequest{id, 0}));
   EXPECT_EQ(reply.status, 0);
   EXPECT_EQ(nodes().at(1).state, static_cast<uint8_t>(NodeState::kLeft));
   // Closing after the goodbye does not turn "left" into "failed".
   connection->close();
   EXPECT_EQ(nodes().at(1).state, static_cast<uint8_t>(NodeState::kLeft));
   // A closed link carries nothing more: the unknown id comes on a new one.
-  reply = request(make_peer("y"), Opcode::C2MON_LEAVE, wire::encode(wire::LeaveRequest{77, 0}));
+  reply =
+      request(make_peer("y"), Opcode::C2MON_LEAVE, wire::encode(wire::C2monLeaveRequest{77, 0}));
   EXPECT_EQ(reply.status, ENOENT);
 }
 
@@ -648,7 +650,7 @@ TEST_F(MonitorServerTest, CreateSetsTheVnodeUpEverywhere) {
     ASSERT_EQ(sent.size(), 1u) << connection->peer();
     EXPECT_EQ(sent[0].opcode, opcode);
     EXPECT_EQ(sent[0].vnode, 1u);  // the header names the vNode
-    auto setup = wire::decode<wire::VnodeSetup>(sent[0].payload);
+    auto setup = wire::decode<wire::Mon2cVnodeCreateRequest>(sent[0].payload);
     ASSERT_TRUE(setup.ok());
     EXPECT_EQ(setup->vnode, 1u);
     EXPECT_EQ(setup->name.view(), "web");
@@ -680,14 +682,15 @@ TEST_F(MonitorServerTest, ImageAndEmptyRootAreCarriedThrough) {
   auto reply = create("custom", 0, 0, "bookworm");
   ASSERT_EQ(reply.status, 0);
   EXPECT_EQ(wire::decode<wire::VnodeRecord>(reply.payload)->image.view(), "bookworm");
-  EXPECT_EQ(wire::decode<wire::VnodeSetup>(s->sent().back().payload)->image.view(), "bookworm");
+  EXPECT_EQ(wire::decode<wire::Mon2cVnodeCreateRequest>(s->sent().back().payload)->image.view(),
+            "bookworm");
 
   reply = create("bare", 0, 0, "", wire::kVnodeEmptyRoot);
   ASSERT_EQ(reply.status, 0);
   auto record = wire::decode<wire::VnodeRecord>(reply.payload);
   EXPECT_EQ(record->image.view(), "");
   EXPECT_EQ(record->flags, wire::kVnodeEmptyRoot);
-  auto setup = wire::decode<wire::VnodeSetup>(s->sent().back().payload);
+  auto setup = wire::decode<wire::Mon2cVnodeCreateRequest>(s->sent().back().payload);
   EXPECT_EQ(setup->image.view(), "");
   EXPECT_EQ(setup->flags, wire::kVnodeEmptyRoot);
 
@@ -707,7 +710,7 @@ TEST_F(MonitorServerTest, DuplicateNameIsRefused) {
 
 TEST_F(MonitorServerTest, BadNameIsRefusedByTheDecoder) {
   auto console = make_peer("console");
-  wire::VnodeCreateRequest bad{};
+  wire::Ctl2monVnodeCreateRequest bad{};
   bad.name.set("Bad Name");
   auto reply = request(console, Opcode::CTL2MON_VNODE_CREATE, wire::encode(bad));
   EXPECT_EQ(reply.status, EINVAL);
@@ -768,7 +771,7 @@ TEST_F(MonitorServerTest, DestroyTearsDownAndForgets) {
     ASSERT_EQ(sent.size(), 2u);
     EXPECT_EQ(sent[1].opcode, opcode);
     EXPECT_EQ(sent[1].vnode, 1u);
-    auto teardown = wire::decode<wire::VnodeTeardown>(sent[1].payload);
+    auto teardown = wire::decode<wire::Mon2cVnodeDestroyRequest>(sent[1].payload);
     ASSERT_TRUE(teardown.ok());
     EXPECT_EQ(teardown->vnode, 1u);
   }
@@ -790,8 +793,8 @@ TEST_F(MonitorServerTest, ALateJoinerLearnsTheExistingVnodes) {
   auto sent = m->sent();
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].opcode, Opcode::MON2M_VNODE_CREATE);
-  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[0].payload)->name.view(), "web");
-  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[1].payload)->name.view(), "db");
+  EXPECT_EQ(wire::decode<wire::Mon2cVnodeCreateRequest>(sent[0].payload)->name.view(), "web");
+  EXPECT_EQ(wire::decode<wire::Mon2cVnodeCreateRequest>(sent[1].payload)->name.view(), "db");
   EXPECT_EQ(node(nodes(), m_id)->vnodes, 2u);
 
   // A second sComponent holds no roots, so it is told about none.
@@ -838,7 +841,8 @@ TEST_F(MonitorServerTest, ARestartedScomponentTakesOverItsRoots) {
   auto sent = s_new->sent();
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].opcode, Opcode::MON2S_VNODE_CREATE);
-  EXPECT_EQ(wire::decode<wire::VnodeSetup>(sent[0].payload)->scomponent.view(), "127.0.0.1:7101");
+  EXPECT_EQ(wire::decode<wire::Mon2cVnodeCreateRequest>(sent[0].payload)->scomponent.view(),
+            "127.0.0.1:7101");
   EXPECT_EQ(vnodes().at(0).scomponent, new_id);
   auto records = nodes();
   EXPECT_EQ(node(records, old_id), nullptr);  // the old incarnation is gone
@@ -872,7 +876,7 @@ class MonitorRunTest : public MonitorServerTest {
       if (sent.opcode == Opcode::MON2P_RUN) {
         auto command = wire::decode_run(sent.payload);
         if (!command) return {EBADMSG, "bad run"};
-        wire::RunStarted started{};
+        wire::Ctl2pRunReply started{};
         started.run = command->request.run;
         started.vnode_pid = 7;
         started.host_pid = 7007;
@@ -891,7 +895,7 @@ class MonitorRunTest : public MonitorServerTest {
 
   FakePeer::Reply run(const std::shared_ptr<FakePeer>& console, std::string_view vnode,
                       std::vector<std::string> argv) {
-    wire::RunRequest head{};
+    wire::Ctl2pRunRequest head{};
     head.vnode_name.set(vnode);
     auto payload = wire::encode_run(head, "/", argv, {"PATH=/bin"});
     EXPECT_TRUE(payload.ok());
@@ -902,13 +906,13 @@ class MonitorRunTest : public MonitorServerTest {
   uint64_t started_run(const std::shared_ptr<FakePeer>& console) {
     auto reply = run(console, "web", {"ls", "-la"});
     EXPECT_EQ(reply.status, 0) << text_of(reply.payload);
-    auto started = wire::decode<wire::RunStarted>(reply.payload);
+    auto started = wire::decode<wire::Ctl2pRunReply>(reply.payload);
     EXPECT_TRUE(started.ok());
     return started.ok() ? started->run : 0;
   }
 
   static rpc::Bytes output(uint64_t run, wire::RunStream stream, std::string_view data) {
-    wire::RunOutput head{};
+    wire::P2ctlRunOutput head{};
     head.run = run;
     head.length = static_cast<uint32_t>(data.size());
     head.stream = static_cast<uint8_t>(stream);
@@ -916,7 +920,7 @@ class MonitorRunTest : public MonitorServerTest {
   }
 
   static rpc::Bytes exit_of(uint64_t run, int code) {
-    wire::RunExit exit{};
+    wire::P2ctlRunExit exit{};
     exit.run = run;
     exit.code = code;
     return wire::encode(exit);
@@ -948,7 +952,7 @@ TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
   for (int i = 0; i < 4; ++i) {
     auto reply = run(console, "web", {"ls", "-la"});
     ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
-    auto started = wire::decode<wire::RunStarted>(reply.payload);
+    auto started = wire::decode<wire::Ctl2pRunReply>(reply.payload);
     ASSERT_TRUE(started.ok());
     EXPECT_EQ(started->run, static_cast<uint64_t>(i + 1));
     EXPECT_EQ(started->vnode, 1u);
@@ -975,7 +979,7 @@ TEST_F(MonitorRunTest, RunsGoToTheLeastLoadedPcomponentThatHasTheVnode) {
   // A run that ends frees its place: p1 ends one, the next goes there.
   send(p1, Opcode::P2MON_EXIT, exit_of(1, 0));
   auto reply = run(console, "web", {"true"});
-  EXPECT_EQ(wire::decode<wire::RunStarted>(reply.payload)->pcomponent, p1_id);
+  EXPECT_EQ(wire::decode<wire::Ctl2pRunReply>(reply.payload)->pcomponent, p1_id);
   (void)p3_id;
 }
 
@@ -1065,7 +1069,7 @@ TEST_F(MonitorRunTest, TheExitReachesTheConsoleAndEndsTheRun) {
   EXPECT_EQ(vnodes().at(0).processes, 0u);
 
   // The run is gone: no more stdin, signals or output for it.
-  wire::RunInput input{};
+  wire::Ctl2pRunInput input{};
   input.run = id;
   input.flags = wire::kInputEof;
   EXPECT_EQ(request(console, Opcode::CTL2MON_STDIN, wire::encode(input)).status, ENOENT);
@@ -1080,7 +1084,7 @@ TEST_F(MonitorRunTest, StdinAndSignalsComeOnlyFromTheRunsConsole) {
   auto stranger = make_peer("stranger");
   uint64_t id = started_run(console);
 
-  wire::RunInput input{};
+  wire::Ctl2pRunInput input{};
   input.run = id;
   input.length = 3;
   auto payload = wire::encode(input, wire::as_bytes(std::string_view("abc")));
@@ -1091,14 +1095,14 @@ TEST_F(MonitorRunTest, StdinAndSignalsComeOnlyFromTheRunsConsole) {
   EXPECT_EQ(stdin_sent[0].payload, payload);
   EXPECT_EQ(stdin_sent[0].vnode, 1u);
 
-  wire::RunSignal signal{};
+  wire::Ctl2pRunSignal signal{};
   signal.run = id;
   signal.signo = SIGINT;
   EXPECT_EQ(request(stranger, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, EPERM);
   EXPECT_EQ(request(console, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, 0);
   auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
   ASSERT_EQ(signals.size(), 1u);
-  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGINT);
+  EXPECT_EQ(wire::decode<wire::Ctl2pRunSignal>(signals[0].payload)->signo, SIGINT);
   signal.signo = 0;
   EXPECT_EQ(request(console, Opcode::CTL2MON_SIGNAL, wire::encode(signal)).status, EINVAL);
 }
@@ -1113,7 +1117,8 @@ TEST_F(MonitorRunTest, APcomponentFailureEndsItsRunsWithALostExit) {
   p->close();  // the pComponent dies mid-run
   auto exits = sent_of(console, Opcode::MON2CTL_EXIT);
   ASSERT_EQ(exits.size(), 1u);
-  auto exit = wire::decode_sized<wire::RunExit>(exits[0].payload, &wire::RunExit::text_length);
+  auto exit =
+      wire::decode_sized<wire::P2ctlRunExit>(exits[0].payload, &wire::P2ctlRunExit::text_length);
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(exit->first.run, id);
   EXPECT_EQ(exit->first.code, 255);
@@ -1133,14 +1138,15 @@ TEST_F(MonitorRunTest, ASilentPcomponentsRunsAreLostAndKilled) {
   m_server.check_failures(Clock::now() + 3s);
   auto exits = sent_of(console, Opcode::MON2CTL_EXIT);
   ASSERT_EQ(exits.size(), 1u);
-  EXPECT_EQ(wire::decode_sized<wire::RunExit>(exits[0].payload, &wire::RunExit::text_length)
-                ->first.flags,
-            wire::kExitLost);
+  EXPECT_EQ(
+      wire::decode_sized<wire::P2ctlRunExit>(exits[0].payload, &wire::P2ctlRunExit::text_length)
+          ->first.flags,
+      wire::kExitLost);
   // It may still be there: its program is killed, since its console gave up.
   auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
   ASSERT_EQ(signals.size(), 1u);
-  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->run, id);
-  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGKILL);
+  EXPECT_EQ(wire::decode<wire::Ctl2pRunSignal>(signals[0].payload)->run, id);
+  EXPECT_EQ(wire::decode<wire::Ctl2pRunSignal>(signals[0].payload)->signo, SIGKILL);
 }
 
 TEST_F(MonitorRunTest, AConsoleThatLeavesHangsItsProgramUp) {
@@ -1154,7 +1160,7 @@ TEST_F(MonitorRunTest, AConsoleThatLeavesHangsItsProgramUp) {
   auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
   ASSERT_EQ(signals.size(), 1u);
   EXPECT_EQ(signals[0].vnode, 1u);
-  auto signal = wire::decode<wire::RunSignal>(signals[0].payload);
+  auto signal = wire::decode<wire::Ctl2pRunSignal>(signals[0].payload);
   EXPECT_EQ(signal->run, id);
   EXPECT_EQ(signal->signo, SIGHUP);
   // Its output has nowhere to go now; the run lasts until its exit.
@@ -1171,17 +1177,17 @@ TEST_F(MonitorRunTest, AConsoleThatLeavesBeforeTheStartHangsUpOnceStarted) {
   ASSERT_EQ(create("web").status, 0);
   auto console = make_peer("console");
   p->hold = true;  // the program takes a while to start
-  wire::RunRequest head{};
+  wire::Ctl2pRunRequest head{};
   head.vnode_name.set("web");
   send(console, Opcode::CTL2MON_RUN, wire::encode_run(head, "/", {"sleep", "9"}, {}).value());
   console->close();
   EXPECT_TRUE(sent_of(p, Opcode::MON2P_SIGNAL).empty());
-  wire::RunStarted started{};
+  wire::Ctl2pRunReply started{};
   started.run = 1;
   p->answer_held(0, bytes_of(started));
   auto signals = sent_of(p, Opcode::MON2P_SIGNAL);
   ASSERT_EQ(signals.size(), 1u);
-  EXPECT_EQ(wire::decode<wire::RunSignal>(signals[0].payload)->signo, SIGHUP);
+  EXPECT_EQ(wire::decode<wire::Ctl2pRunSignal>(signals[0].payload)->signo, SIGHUP);
 }
 
 TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
@@ -1210,7 +1216,7 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
   p2->answer = answer_with({process(1, 1, "init")});
   p3->answer = [](const FakePeer::Sent&) { return std::pair<int, std::string>(EIO, "wedged"); };
 
-  wire::PsRequest all{};
+  wire::Ctl2monPsRequest all{};
   auto console = make_peer("console");
   auto reply = request(console, Opcode::CTL2MON_PS, wire::encode(all));
   ASSERT_EQ(reply.status, 0) << text_of(reply.payload);
@@ -1228,12 +1234,12 @@ TEST_F(MonitorRunTest, PsMergesTheAnswersOfEveryPcomponent) {
   EXPECT_EQ(records[2].pcomponent, p2_id);
 
   // One vNode: its id goes to the pComponents; an unknown name is refused.
-  wire::PsRequest one{};
+  wire::Ctl2monPsRequest one{};
   one.vnode_name.set("db");
   request(console, Opcode::CTL2MON_PS, wire::encode(one));
   auto asked = sent_of(p1, Opcode::MON2P_PS);
   ASSERT_EQ(asked.size(), 2u);
-  EXPECT_EQ(wire::decode<wire::PsQuery>(asked[1].payload)->vnode, 2u);
+  EXPECT_EQ(wire::decode<wire::Mon2pPsRequest>(asked[1].payload)->vnode, 2u);
   one.vnode_name.set("nope");
   reply = request(console, Opcode::CTL2MON_PS, wire::encode(one));
   EXPECT_EQ(reply.status, ENOENT);
@@ -1278,7 +1284,7 @@ TEST(MonitorServerStopTest, QueuedRequestsFailWithShutdownAfterStop) {
   auto address = fabric.listen(Address{"fake", 0}, server.dispatcher().handler()).value();
   FakeTransport console;
   auto connection = console.connect(address).value();
-  wire::VnodeCreateRequest create{};
+  wire::Ctl2monVnodeCreateRequest create{};
   create.name.set("web");
   auto reply = connection->call(Opcode::CTL2MON_VNODE_CREATE, kNoVnode, wire::encode(create));
   ASSERT_TRUE(reply) << reply.error().text();

@@ -143,7 +143,8 @@ class FakeMonitor {
     std::string text;
     for (const auto& call : m_calls) {
       if (call.opcode != Opcode::P2MON_OUTPUT) continue;
-      auto decoded = wire::decode_sized<wire::RunOutput>(call.payload, &wire::RunOutput::length);
+      auto decoded =
+          wire::decode_sized<wire::P2ctlRunOutput>(call.payload, &wire::P2ctlRunOutput::length);
       EXPECT_TRUE(decoded.ok());
       if (decoded.ok() && decoded->first.stream == static_cast<uint8_t>(stream)) {
         text += wire::to_text(decoded->second);
@@ -151,7 +152,7 @@ class FakeMonitor {
     }
     return text;
   }
-  std::optional<wire::RunExit> exit() {
+  std::optional<wire::P2ctlRunExit> exit() {
     std::lock_guard lock(m_mutex);
     return exit_locked();
   }
@@ -177,10 +178,10 @@ class FakeMonitor {
     }
     m_wake.notify_all();
   }
-  std::optional<wire::RunExit> exit_locked() {
+  std::optional<wire::P2ctlRunExit> exit_locked() {
     for (const auto& call : m_calls) {
       if (call.opcode == Opcode::P2MON_EXIT) {
-        auto decoded = wire::decode<wire::RunExit>(call.payload);
+        auto decoded = wire::decode<wire::P2ctlRunExit>(call.payload);
         EXPECT_TRUE(decoded.ok());
         if (decoded.ok()) return decoded.value();
       }
@@ -236,7 +237,7 @@ class ProcessManagerTest : public ::testing::Test {
   // Starts a run; returns what MON2P_RUN answered.
   FakeMonitor::Reply start(uint64_t run, std::vector<std::string> argv, uint32_t flags = 0,
                            VnodeId vnode = kVnode) {
-    wire::RunRequest head{};
+    wire::Ctl2pRunRequest head{};
     head.run = run;
     head.flags = flags;
     head.vnode_name.set("probe");
@@ -247,7 +248,7 @@ class ProcessManagerTest : public ::testing::Test {
   }
 
   void input(uint64_t run, std::string_view data, bool eof) {
-    wire::RunInput head{};
+    wire::Ctl2pRunInput head{};
     head.run = run;
     head.length = static_cast<uint32_t>(data.size());
     head.flags = eof ? wire::kInputEof : 0;
@@ -266,7 +267,7 @@ class ProcessManagerTest : public ::testing::Test {
 TEST_F(ProcessManagerTest, OutputStreamsAndTheExitComesLast) {
   auto reply = start(1, {"sandbox_probe", "echo", "hello", "world"});
   ASSERT_EQ(reply.status, 0) << wire::to_text(reply.payload);
-  auto started = wire::decode<wire::RunStarted>(reply.payload);
+  auto started = wire::decode<wire::Ctl2pRunReply>(reply.payload);
   ASSERT_TRUE(started.ok());
   EXPECT_EQ(started->run, 1u);
   EXPECT_EQ(started->vnode, kVnode);
@@ -321,7 +322,7 @@ TEST_F(ProcessManagerTest, WithoutStdinTheProgramReadsEndOfFile) {
 
 TEST_F(ProcessManagerTest, SignalsGoToTheProgram) {
   ASSERT_EQ(start(3, {"sandbox_probe", "wait"}).status, 0);
-  wire::RunSignal signal{};
+  wire::Ctl2pRunSignal signal{};
   signal.run = 3;
   signal.signo = SIGTERM;
   dispatch(Opcode::MON2P_SIGNAL, kVnode, wire::encode(signal));
@@ -373,7 +374,7 @@ TEST_F(ProcessManagerTest, PsListsTheVnodesProcesses) {
   EXPECT_TRUE(m_manager->processes(kVnode + 1).empty());
 
   // The same through the dispatcher.
-  dispatch(Opcode::MON2P_PS, kNoVnode, wire::encode(wire::PsQuery{0, 0}));
+  dispatch(Opcode::MON2P_PS, kNoVnode, wire::encode(wire::Mon2pPsRequest{0, 0}));
   ASSERT_TRUE(m_monitor->wait_for_reply(Opcode::MON2P_PS));
   auto list = wire::decode_cluster_list<wire::ProcessRecord>(
       m_monitor->replies(Opcode::MON2P_PS).at(0).payload);

@@ -14,7 +14,7 @@ using Strings = std::vector<std::string>;
 
 Bytes run_payload(const Strings& argv, const Strings& env = {"PATH=/bin"},
                   std::string_view cwd = "/", std::string_view vnode = "web") {
-  RunRequest head{};
+  Ctl2pRunRequest head{};
   head.run = 42;
   head.vnode_name.set(vnode);
   auto payload = encode_run(head, cwd, argv, env);
@@ -23,13 +23,13 @@ Bytes run_payload(const Strings& argv, const Strings& env = {"PATH=/bin"},
 }
 
 // Replaces the fixed head of an encoded run.
-Bytes with_head(Bytes payload, const RunRequest& head) {
+Bytes with_head(Bytes payload, const Ctl2pRunRequest& head) {
   std::memcpy(payload.data(), &head, sizeof head);
   return payload;
 }
 
-RunRequest head_of(const Bytes& payload) {
-  RunRequest head;
+Ctl2pRunRequest head_of(const Bytes& payload) {
+  Ctl2pRunRequest head;
   std::memcpy(&head, payload.data(), sizeof head);
   return head;
 }
@@ -46,7 +46,7 @@ TEST(RunMessages, RunRoundTrip) {
 }
 
 TEST(RunMessages, EncodeRefusesWhatCannotTravel) {
-  RunRequest head{};
+  Ctl2pRunRequest head{};
   head.vnode_name.set("web");
   EXPECT_EQ(encode_run(head, "/", {}, {}).error().code(), EINVAL);  // no command
   EXPECT_EQ(encode_run(head, "/", {std::string("a\0b", 3)}, {}).error().code(), EINVAL);
@@ -60,7 +60,7 @@ TEST(RunMessages, DecodeRefusesBadRuns) {
   ASSERT_TRUE(decode_run(good).ok());
 
   // Truncated anywhere: the head, or the strings.
-  for (size_t size : {size_t{0}, size_t{10}, sizeof(RunRequest) - 1, good.size() - 1}) {
+  for (size_t size : {size_t{0}, size_t{10}, sizeof(Ctl2pRunRequest) - 1, good.size() - 1}) {
     EXPECT_FALSE(decode_run(ByteView(good.data(), size)).ok()) << size;
   }
   // Trailing bytes.
@@ -69,7 +69,7 @@ TEST(RunMessages, DecodeRefusesBadRuns) {
   EXPECT_EQ(decode_run(longer).error().code(), EBADMSG);
 
   // Counts that disagree with the strings.
-  RunRequest head = head_of(good);
+  Ctl2pRunRequest head = head_of(good);
   head.argc = 3;
   EXPECT_EQ(decode_run(with_head(good, head)).error().code(), EBADMSG);
   head = head_of(good);
@@ -101,62 +101,64 @@ TEST(RunMessages, DecodeRefusesBadRuns) {
 }
 
 TEST(RunMessages, SizedMessagesCheckTheirTails) {
-  RunOutput output{};
+  P2ctlRunOutput output{};
   output.run = 1;
   output.length = 3;
   output.stream = static_cast<uint8_t>(RunStream::kStderr);
   auto payload = encode(output, as_bytes(std::string_view("abc")));
-  auto decoded = decode_sized<RunOutput>(payload, &RunOutput::length);
+  auto decoded = decode_sized<P2ctlRunOutput>(payload, &P2ctlRunOutput::length);
   ASSERT_TRUE(decoded.ok());
   EXPECT_EQ(to_text(decoded->second), "abc");
-  EXPECT_EQ(decode_sized<RunOutput>(ByteView(payload.data(), payload.size() - 1),
-                                    &RunOutput::length)
+  EXPECT_EQ(decode_sized<P2ctlRunOutput>(ByteView(payload.data(), payload.size() - 1),
+                                         &P2ctlRunOutput::length)
                 .error()
                 .code(),
             EBADMSG);
   output.stream = 3;
-  EXPECT_EQ(decode_sized<RunOutput>(encode(output, as_bytes(std::string_view("abc"))),
-                                    &RunOutput::length)
+  EXPECT_EQ(decode_sized<P2ctlRunOutput>(encode(output, as_bytes(std::string_view("abc"))),
+                                         &P2ctlRunOutput::length)
                 .error()
                 .code(),
             EINVAL);
   output.stream = 1;
   output.length = kMaxRunChunk + 1;
-  EXPECT_EQ(decode_sized<RunOutput>(encode(output), &RunOutput::length).error().code(), EMSGSIZE);
+  EXPECT_EQ(decode_sized<P2ctlRunOutput>(encode(output), &P2ctlRunOutput::length).error().code(),
+            EMSGSIZE);
   output.length = 0;
-  EXPECT_EQ(decode_sized<RunOutput>(encode(output), &RunOutput::length).error().code(), EINVAL);
+  EXPECT_EQ(decode_sized<P2ctlRunOutput>(encode(output), &P2ctlRunOutput::length).error().code(),
+            EINVAL);
 
-  RunInput input{};
+  Ctl2pRunInput input{};
   input.flags = kInputEof;  // an empty end of file is fine
-  EXPECT_TRUE(decode_sized<RunInput>(encode(input), &RunInput::length).ok());
+  EXPECT_TRUE(decode_sized<Ctl2pRunInput>(encode(input), &Ctl2pRunInput::length).ok());
   input.flags = 2;
-  EXPECT_FALSE(decode_sized<RunInput>(encode(input), &RunInput::length).ok());
+  EXPECT_FALSE(decode_sized<Ctl2pRunInput>(encode(input), &Ctl2pRunInput::length).ok());
 
-  RunExit exit{};
+  P2ctlRunExit exit{};
   exit.code = 130;
   exit.signal = 2;
   exit.text_length = 4;
-  EXPECT_TRUE(
-      decode_sized<RunExit>(encode(exit, as_bytes(std::string_view("gone"))), &RunExit::text_length)
-          .ok());
-  EXPECT_FALSE(decode_sized<RunExit>(encode(exit), &RunExit::text_length).ok());
+  EXPECT_TRUE(decode_sized<P2ctlRunExit>(encode(exit, as_bytes(std::string_view("gone"))),
+                                         &P2ctlRunExit::text_length)
+                  .ok());
+  EXPECT_FALSE(decode_sized<P2ctlRunExit>(encode(exit), &P2ctlRunExit::text_length).ok());
   exit.text_length = 0;
   exit.code = 256;
-  EXPECT_FALSE(decode_sized<RunExit>(encode(exit), &RunExit::text_length).ok());
+  EXPECT_FALSE(decode_sized<P2ctlRunExit>(encode(exit), &P2ctlRunExit::text_length).ok());
   exit.code = 0;
   exit.flags = 8;
-  EXPECT_FALSE(decode_sized<RunExit>(encode(exit), &RunExit::text_length).ok());
+  EXPECT_FALSE(decode_sized<P2ctlRunExit>(encode(exit), &P2ctlRunExit::text_length).ok());
 }
 
 TEST(RunMessages, Signals) {
-  RunSignal signal{};
+  Ctl2pRunSignal signal{};
   signal.signo = 2;
-  EXPECT_TRUE(decode<RunSignal>(encode(signal)).ok());
+  EXPECT_TRUE(decode<Ctl2pRunSignal>(encode(signal)).ok());
   for (int bad : {0, -1, 65}) {
     signal.signo = bad;
-    EXPECT_EQ(decode<RunSignal>(encode(signal)).error().code(), EINVAL) << bad;
+    EXPECT_EQ(decode<Ctl2pRunSignal>(encode(signal)).error().code(), EINVAL) << bad;
   }
-  EXPECT_EQ(decode<RunSignal>(Bytes(8)).error().code(), EBADMSG);
+  EXPECT_EQ(decode<Ctl2pRunSignal>(Bytes(8)).error().code(), EBADMSG);
 }
 
 TEST(RunMessages, ClusterLists) {
@@ -174,7 +176,7 @@ TEST(RunMessages, ClusterLists) {
   EXPECT_EQ(list->second[1].command.view(), "sleep 100");
 
   // A count that lies, a record that is garbage.
-  ClusterListReply head{1000000, 0};
+  Ctl2monClusterListReply head{1000000, 0};
   std::memcpy(payload.data(), &head, sizeof head);
   EXPECT_EQ(decode_cluster_list<ProcessRecord>(payload).error().code(), EBADMSG);
   records[0].state = 0;
@@ -191,7 +193,7 @@ TEST(RunMessages, ClusterLists) {
   EXPECT_TRUE(stat.validate().ok());
   EXPECT_FALSE(make_stat("", "x", 1).validate().ok());
 
-  PsRequest ps{};
+  Ctl2monPsRequest ps{};
   EXPECT_TRUE(ps.validate().ok());  // all vNodes
   ps.vnode_name.set("Bad!");
   EXPECT_FALSE(ps.validate().ok());
@@ -205,7 +207,7 @@ TEST(RunMessages, GarbageIsRefusedNotFatal) {
     for (auto& byte : bytes) byte = static_cast<std::byte>(random());
     if (!bytes.empty() && round % 2 == 0) {
       // Sometimes a plausible head: valid name and counts.
-      RunRequest head{};
+      Ctl2pRunRequest head{};
       head.vnode_name.set("web");
       head.argc = 1 + random() % 3;
       head.envc = random() % 3;
@@ -213,10 +215,10 @@ TEST(RunMessages, GarbageIsRefusedNotFatal) {
       if (bytes.size() >= sizeof head) std::memcpy(bytes.data(), &head, sizeof head);
     }
     (void)decode_run(bytes);
-    (void)decode_sized<RunOutput>(bytes, &RunOutput::length);
-    (void)decode_sized<RunInput>(bytes, &RunInput::length);
-    (void)decode_sized<RunExit>(bytes, &RunExit::text_length);
-    (void)decode<RunSignal>(bytes);
+    (void)decode_sized<P2ctlRunOutput>(bytes, &P2ctlRunOutput::length);
+    (void)decode_sized<Ctl2pRunInput>(bytes, &Ctl2pRunInput::length);
+    (void)decode_sized<P2ctlRunExit>(bytes, &P2ctlRunExit::text_length);
+    (void)decode<Ctl2pRunSignal>(bytes);
     (void)decode_cluster_list<ProcessRecord>(bytes);
     (void)decode_cluster_list<StatRecord>(bytes);
   }

@@ -55,7 +55,7 @@ class FakeComponents {
     m_dispatcher.on_async(Opcode::MON2P_RUN, [this](rpc::Message request, rpc::Responder responder) {
       auto command = wire::decode_run(request.payload);
       ASSERT_TRUE(command.ok());
-      wire::RunStarted started{};
+      wire::Ctl2pRunReply started{};
       started.run = command->request.run;
       started.vnode_pid = 2;
       started.host_pid = 4242;
@@ -70,9 +70,10 @@ class FakeComponents {
                               vnode = request.vnode()] { script(connection, argv, run, vnode); });
     });
     m_dispatcher.on(Opcode::MON2P_STDIN,
-                    [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-                      auto input = TRY(wire::decode_sized<wire::RunInput>(request.payload,
-                                                                          &wire::RunInput::length));
+                    [this](const rpc::Message& request,
+                           const rpc::Responder&) -> Result<wire::Bytes> {
+                      auto input = TRY(wire::decode_sized<wire::Ctl2pRunInput>(
+                          request.payload, &wire::Ctl2pRunInput::length));
                       {
                         std::lock_guard lock(m_mutex);
                         m_stdin.push_back({wire::to_text(input.second),
@@ -81,16 +82,17 @@ class FakeComponents {
                       m_wake.notify_all();
                       return wire::Bytes{};
                     });
-    m_dispatcher.on(Opcode::MON2P_SIGNAL,
-                    [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-                      auto signal = TRY(wire::decode<wire::RunSignal>(request.payload));
-                      {
-                        std::lock_guard lock(m_mutex);
-                        m_signals.push_back(signal.signo);
-                      }
-                      m_wake.notify_all();
-                      return wire::Bytes{};
-                    });
+    m_dispatcher.on(
+        Opcode::MON2P_SIGNAL,
+        [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
+          auto signal = TRY(wire::decode<wire::Ctl2pRunSignal>(request.payload));
+          {
+            std::lock_guard lock(m_mutex);
+            m_signals.push_back(signal.signo);
+          }
+          m_wake.notify_all();
+          return wire::Bytes{};
+        });
     m_p = join(monitor, NodeKind::kPcomponent, "127.0.0.1:1");
     m_s = join(monitor, NodeKind::kScomponent, "127.0.0.1:2");
   }
@@ -135,20 +137,20 @@ class FakeComponents {
                                            std::string_view address) {
     auto connection =
         std::move(m_transport->connect(monitor, m_dispatcher.handler())).value();
-    wire::JoinRequest join{};
+    wire::C2monJoinRequest join{};
     join.kind = static_cast<uint8_t>(kind);
     join.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
     join.capacity = 1ull << 30;
     join.address.set(address);
-    auto reply = rpc::call_for<wire::JoinReply>(*connection, Opcode::C2MON_JOIN, kNoVnode,
-                                                wire::as_bytes(join));
+    auto reply = rpc::call_for<wire::C2monJoinReply>(*connection, Opcode::C2MON_JOIN, kNoVnode,
+                                                     wire::as_bytes(join));
     EXPECT_TRUE(reply.ok());
     return connection;
   }
 
   static Result<void> output(fabric::Connection& connection, uint64_t run, VnodeId vnode,
                              wire::RunStream stream, std::string_view data) {
-    wire::RunOutput head{};
+    wire::P2ctlRunOutput head{};
     head.run = run;
     head.length = static_cast<uint32_t>(data.size());
     head.stream = static_cast<uint8_t>(stream);
@@ -159,7 +161,7 @@ class FakeComponents {
 
   static void exit(fabric::Connection& connection, uint64_t run, VnodeId vnode, int code,
                    int signal = 0) {
-    wire::RunExit exit{};
+    wire::P2ctlRunExit exit{};
     exit.run = run;
     exit.code = code;
     exit.signal = signal;
@@ -214,7 +216,7 @@ class FakeComponents {
           ++in_flight;
           m_max_in_flight = std::max(m_max_in_flight.load(), in_flight);
         }
-        wire::RunOutput head{};
+        wire::P2ctlRunOutput head{};
         head.run = run;
         head.length = static_cast<uint32_t>(chunk.size());
         head.stream = static_cast<uint8_t>(wire::RunStream::kStdout);

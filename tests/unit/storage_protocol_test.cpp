@@ -59,7 +59,7 @@ wire::Bytes garbage(size_t size, uint32_t seed) {
 
 wire::Bytes path_body(std::string_view path, uint32_t flags = 0) {
   return wire::encode_storage_request(
-      wire::StoragePathRequest{static_cast<uint32_t>(path.size()), flags}, path);
+      wire::P2sPathRequest{static_cast<uint32_t>(path.size()), flags}, path);
 }
 
 // ---- decoders -----------------------------------------------------------------
@@ -89,81 +89,78 @@ TEST(StorageWire, CanonicalPathsOnly) {
 
 TEST(StorageWire, RoundTripOfEachRequestShape) {
   auto data = garbage(100, 1);
-  wire::StorageWriteRequest write{42, 100, 4, wire::kWriteAppend, 0};
+  wire::P2sWriteRequest write{42, 100, 4, wire::kWriteAppend, 0};
   auto bytes = wire::encode_storage_request(write, "/log", {}, data);
-  auto decoded = wire::decode_storage_request<wire::StorageWriteRequest>(bytes);
+  auto decoded = wire::decode_storage_request<wire::P2sWriteRequest>(bytes);
   ASSERT_TRUE(decoded) << decoded.error().text();
   EXPECT_EQ(decoded->path, "/log");
   EXPECT_EQ(decoded->message.offset, 42u);
   ASSERT_EQ(decoded->data.size(), 100u);
   EXPECT_TRUE(std::equal(data.begin(), data.end(), decoded->data.begin()));
 
-  wire::StorageTwoPathRequest rename{2, 4, RENAME_NOREPLACE, 0};
+  wire::P2sTwoPathRequest rename{2, 4, RENAME_NOREPLACE, 0};
   // The decoded views point into the payload, which must outlive them.
   auto rename_bytes = wire::encode_storage_request(rename, "/a", "/b/c");
-  auto renamed = wire::decode_storage_request<wire::StorageTwoPathRequest>(rename_bytes);
+  auto renamed = wire::decode_storage_request<wire::P2sTwoPathRequest>(rename_bytes);
   ASSERT_TRUE(renamed) << renamed.error().text();
   EXPECT_EQ(renamed->path, "/a");
   EXPECT_EQ(renamed->second, "/b/c");
 
-  wire::StorageMakeRequest symlink{0, 0, 0, 1000, 1000, 5, 7};
+  wire::P2sMakeRequest symlink{0, 0, 0, 1000, 1000, 5, 7};
   auto symlink_bytes = wire::encode_storage_request(symlink, "/link", "../../x");
-  auto linked = wire::decode_storage_request<wire::StorageMakeRequest>(symlink_bytes);
+  auto linked = wire::decode_storage_request<wire::P2sMakeRequest>(symlink_bytes);
   ASSERT_TRUE(linked) << linked.error().text();
   EXPECT_EQ(linked->second, "../../x");
 }
 
 TEST(StorageWire, TruncatedOversizedAndLyingLengthsAreRejected) {
-  auto bytes = wire::encode_storage_request(wire::StorageReadRequest{0, 4096, 9}, "/etc/motd");
+  auto bytes = wire::encode_storage_request(wire::P2sReadRequest{0, 4096, 9}, "/etc/motd");
   for (size_t length = 0; length < bytes.size(); ++length) {
     auto decoded =
-        wire::decode_storage_request<wire::StorageReadRequest>(wire::ByteView(bytes).first(length));
+        wire::decode_storage_request<wire::P2sReadRequest>(wire::ByteView(bytes).first(length));
     EXPECT_FALSE(decoded) << "length " << length;
   }
   bytes.push_back(std::byte{'x'});
-  EXPECT_EQ(wire::decode_storage_request<wire::StorageReadRequest>(bytes).error().code(), EBADMSG);
+  EXPECT_EQ(wire::decode_storage_request<wire::P2sReadRequest>(bytes).error().code(), EBADMSG);
 
   // Lengths the payload does not hold, or past the limits.
-  auto lying = wire::encode_storage_request(wire::StoragePathRequest{1000, 0}, "/etc");
-  EXPECT_EQ(wire::decode_storage_request<wire::StoragePathRequest>(lying).error().code(), EBADMSG);
-  auto huge = wire::encode_storage_request(wire::StoragePathRequest{0xffffffffu, 0}, "/etc");
-  EXPECT_EQ(wire::decode_storage_request<wire::StoragePathRequest>(huge).error().code(),
-            ENAMETOOLONG);
+  auto lying = wire::encode_storage_request(wire::P2sPathRequest{1000, 0}, "/etc");
+  EXPECT_EQ(wire::decode_storage_request<wire::P2sPathRequest>(lying).error().code(), EBADMSG);
+  auto huge = wire::encode_storage_request(wire::P2sPathRequest{0xffffffffu, 0}, "/etc");
+  EXPECT_EQ(wire::decode_storage_request<wire::P2sPathRequest>(huge).error().code(), ENAMETOOLONG);
   auto big_read =
-      wire::encode_storage_request(wire::StorageReadRequest{0, wire::kMaxStorageIo + 1, 2}, "/a");
-  EXPECT_EQ(wire::decode_storage_request<wire::StorageReadRequest>(big_read).error().code(),
-            EINVAL);
-  auto wrap =
-      wire::encode_storage_request(wire::StorageReadRequest{~uint64_t{0} - 3, 100, 2}, "/a");
-  EXPECT_FALSE(wire::decode_storage_request<wire::StorageReadRequest>(wrap));
+      wire::encode_storage_request(wire::P2sReadRequest{0, wire::kMaxStorageIo + 1, 2}, "/a");
+  EXPECT_EQ(wire::decode_storage_request<wire::P2sReadRequest>(big_read).error().code(), EINVAL);
+  auto wrap = wire::encode_storage_request(wire::P2sReadRequest{~uint64_t{0} - 3, 100, 2}, "/a");
+  EXPECT_FALSE(wire::decode_storage_request<wire::P2sReadRequest>(wrap));
   auto big_write = wire::encode_storage_request(
-      wire::StorageWriteRequest{0, wire::kMaxStorageIo + 1, 2, 0, 0}, "/a");
-  EXPECT_FALSE(wire::decode_storage_request<wire::StorageWriteRequest>(big_write));
+      wire::P2sWriteRequest{0, wire::kMaxStorageIo + 1, 2, 0, 0}, "/a");
+  EXPECT_FALSE(wire::decode_storage_request<wire::P2sWriteRequest>(big_write));
   auto bad_rename = wire::encode_storage_request(
-      wire::StorageTwoPathRequest{2, 2, RENAME_NOREPLACE | RENAME_EXCHANGE, 0}, "/a", "/b");
-  EXPECT_FALSE(wire::decode_storage_request<wire::StorageTwoPathRequest>(bad_rename));
-  wire::StorageSetattrRequest setattr{};
+      wire::P2sTwoPathRequest{2, 2, RENAME_NOREPLACE | RENAME_EXCHANGE, 0}, "/a", "/b");
+  EXPECT_FALSE(wire::decode_storage_request<wire::P2sTwoPathRequest>(bad_rename));
+  wire::P2sSetattrRequest setattr{};
   setattr.valid = wire::kSetMode;
   setattr.mode = S_IFREG | 0644;
   setattr.path_length = 2;
-  EXPECT_FALSE(wire::decode_storage_request<wire::StorageSetattrRequest>(
+  EXPECT_FALSE(wire::decode_storage_request<wire::P2sSetattrRequest>(
       wire::encode_storage_request(setattr, "/a")));
   setattr.mode = 0644;
   setattr.valid |= wire::kSetMtime;
   setattr.mtime.nsec = 1'000'000'000;
-  EXPECT_FALSE(wire::decode_storage_request<wire::StorageSetattrRequest>(
+  EXPECT_FALSE(wire::decode_storage_request<wire::P2sSetattrRequest>(
       wire::encode_storage_request(setattr, "/a")));
 
   // Escaping paths are not canonical: refused before any lookup.
   for (auto path : {"/../../etc/shadow", "../etc/shadow", "/a/../../../b"}) {
     auto escape = wire::encode_storage_request(
-        wire::StoragePathRequest{static_cast<uint32_t>(strlen(path)), 0}, path);
-    EXPECT_EQ(wire::decode_storage_request<wire::StoragePathRequest>(escape).error().code(), EINVAL)
+        wire::P2sPathRequest{static_cast<uint32_t>(strlen(path)), 0}, path);
+    EXPECT_EQ(wire::decode_storage_request<wire::P2sPathRequest>(escape).error().code(), EINVAL)
         << path;
   }
   auto escape_to =
-      wire::encode_storage_request(wire::StorageTwoPathRequest{2, 10, 0, 0}, "/a", "/../../etc");
-  EXPECT_EQ(wire::decode_storage_request<wire::StorageTwoPathRequest>(escape_to).error().code(),
+      wire::encode_storage_request(wire::P2sTwoPathRequest{2, 10, 0, 0}, "/a", "/../../etc");
+  EXPECT_EQ(wire::decode_storage_request<wire::P2sTwoPathRequest>(escape_to).error().code(),
             EINVAL);
 }
 
@@ -171,15 +168,15 @@ TEST(StorageWire, GarbageNeverDecodesIntoNonsense) {
   for (uint32_t seed = 0; seed < 2000; ++seed) {
     auto bytes = garbage(seed % 300, seed);
     // Whatever decodes must be self-consistent.
-    if (auto d = wire::decode_storage_request<wire::StoragePathRequest>(bytes)) {
+    if (auto d = wire::decode_storage_request<wire::P2sPathRequest>(bytes)) {
       EXPECT_TRUE(wire::check_storage_path(d->path));
     }
-    if (auto d = wire::decode_storage_request<wire::StorageWriteRequest>(bytes)) {
+    if (auto d = wire::decode_storage_request<wire::P2sWriteRequest>(bytes)) {
       EXPECT_EQ(d->data.size(), d->message.length);
     }
-    (void)wire::decode_storage_request<wire::StorageMakeRequest>(bytes);
-    (void)wire::decode_storage_request<wire::StorageSetattrRequest>(bytes);
-    (void)wire::decode_storage_request<wire::StorageReaddirRequest>(bytes);
+    (void)wire::decode_storage_request<wire::P2sMakeRequest>(bytes);
+    (void)wire::decode_storage_request<wire::P2sSetattrRequest>(bytes);
+    (void)wire::decode_storage_request<wire::P2sReaddirRequest>(bytes);
     (void)wire::decode_dirents(bytes, seed % 7);
     (void)wire::decode_data_reply(bytes);
   }
@@ -264,7 +261,7 @@ TEST_P(TreeOps, EscapingPathsAndSymlinksStayInside) {
   EXPECT_FALSE(ops()
                    .setattr("/host_path",
                             [] {
-                              wire::StorageSetattrRequest r{};
+                              wire::P2sSetattrRequest r{};
                               r.valid = wire::kSetSize;
                               return r;
                             }())
@@ -276,7 +273,7 @@ TEST_P(TreeOps, EscapingPathsAndSymlinksStayInside) {
   ASSERT_TRUE(ops().unlink("/host_path"));
   EXPECT_TRUE(fs::exists(m_outside / "shadow"));
   EXPECT_EQ(ops().getattr("/escape").value().mode & S_IFMT, static_cast<uint32_t>(S_IFLNK));
-  wire::StorageSetattrRequest chown{};
+  wire::P2sSetattrRequest chown{};
   chown.valid = wire::kSetUid | wire::kSetGid;
   chown.uid = 1234;
   chown.gid = 1234;
@@ -286,7 +283,7 @@ TEST_P(TreeOps, EscapingPathsAndSymlinksStayInside) {
   EXPECT_EQ(st.st_uid, 1234u);
   ASSERT_EQ(::stat(m_outside.c_str(), &st), 0);
   EXPECT_NE(st.st_uid, 1234u);
-  wire::StorageSetattrRequest chmod{};
+  wire::P2sSetattrRequest chmod{};
   chmod.valid = wire::kSetMode;
   chmod.mode = 0777;
   EXPECT_EQ(ops().setattr("/escape", chmod).error().code(), EOPNOTSUPP);
@@ -373,7 +370,7 @@ TEST_P(TreeOps, ReadWriteAppendTruncateTimes) {
                 .code(),
             EISDIR);
 
-  wire::StorageSetattrRequest request{};
+  wire::P2sSetattrRequest request{};
   request.valid = wire::kSetSize | wire::kSetMode | wire::kSetAtime | wire::kSetMtime;
   request.size = 3;
   request.mode = 0600;
@@ -517,7 +514,7 @@ class ScomponentFiles : public ::testing::Test {
   }
   wire::Bytes setup_body(VnodeId vnode, std::string_view name, std::string_view image = {},
                          uint32_t flags = 0) {
-    wire::VnodeSetup setup{};
+    wire::Mon2cVnodeCreateRequest setup{};
     setup.vnode = vnode;
     setup.flags = flags;
     setup.name.set(name);
@@ -569,7 +566,7 @@ TEST_F(ScomponentFiles, ServesFileOperationsPerVnode) {
   ASSERT_EQ(call(Opcode::MON2S_VNODE_CREATE, 2, setup_body(2, "b")).status, 0);
   write_file(tree("a") / "etc" / "only-a", "a's");
 
-  wire::StorageMakeRequest make{0, 0644, O_EXCL, 1000, 1000, 4, 0};
+  wire::P2sMakeRequest make{0, 0644, O_EXCL, 1000, 1000, 4, 0};
   auto created = call(Opcode::P2S_CREATE, 1, wire::encode_storage_request(make, "/new"));
   ASSERT_EQ(created.status, 0) << created.text();
   auto st = wire::decode<wire::StorageStat>(created.payload);
@@ -577,13 +574,13 @@ TEST_F(ScomponentFiles, ServesFileOperationsPerVnode) {
   EXPECT_EQ(st->uid, 1000u);
 
   auto data = garbage(5000, 3);
-  wire::StorageWriteRequest write{0, 5000, 4, 0, 0};
+  wire::P2sWriteRequest write{0, 5000, 4, 0, 0};
   auto written = call(Opcode::P2S_WRITE, 1, wire::encode_storage_request(write, "/new", {}, data));
   ASSERT_EQ(written.status, 0) << written.text();
-  EXPECT_EQ(wire::decode<wire::StorageWriteReply>(written.payload)->size, 5000u);
+  EXPECT_EQ(wire::decode<wire::P2sWriteReply>(written.payload)->size, 5000u);
 
   auto read = call(Opcode::P2S_READ, 1,
-                   wire::encode_storage_request(wire::StorageReadRequest{1000, 8000, 4}, "/new"));
+                   wire::encode_storage_request(wire::P2sReadRequest{1000, 8000, 4}, "/new"));
   ASSERT_EQ(read.status, 0) << read.text();
   auto bytes = wire::decode_data_reply(read.payload);
   ASSERT_TRUE(bytes);
@@ -596,9 +593,9 @@ TEST_F(ScomponentFiles, ServesFileOperationsPerVnode) {
   EXPECT_EQ(call(Opcode::P2S_GETATTR, 9, path_body("/")).status, ENOENT);
 
   auto listed = call(Opcode::P2S_READDIR, 1,
-                     wire::encode_storage_request(wire::StorageReaddirRequest{0, 65536, 1}, "/"));
+                     wire::encode_storage_request(wire::P2sReaddirRequest{0, 65536, 1}, "/"));
   ASSERT_EQ(listed.status, 0);
-  auto [header, tail] = wire::decode_with_tail<wire::StorageReaddirReply>(listed.payload).value();
+  auto [header, tail] = wire::decode_with_tail<wire::P2sReaddirReply>(listed.payload).value();
   EXPECT_TRUE(header.flags & wire::kReaddirEnd);
   std::set<std::string> names;
   auto entries = wire::decode_dirents(tail, header.count);

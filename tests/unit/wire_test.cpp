@@ -13,8 +13,8 @@ using wire::Bytes;
 
 namespace {
 
-wire::JoinRequest good_join() {
-  wire::JoinRequest join{};
+wire::C2monJoinRequest good_join() {
+  wire::C2monJoinRequest join{};
   join.kind = static_cast<uint8_t>(sk::NodeKind::kMcomponent);
   join.fabric = static_cast<uint8_t>(wire::FabricKind::kTcp);
   join.capacity = 1 << 30;
@@ -24,7 +24,7 @@ wire::JoinRequest good_join() {
 
 TEST(Wire, RoundTripOfAFixedMessage) {
   auto bytes = wire::encode(good_join());
-  auto decoded = wire::decode<wire::JoinRequest>(bytes);
+  auto decoded = wire::decode<wire::C2monJoinRequest>(bytes);
   ASSERT_TRUE(decoded.ok()) << decoded.error().text();
   EXPECT_EQ(decoded->capacity, 1u << 30);
   EXPECT_EQ(decoded->address.view(), "127.0.0.1:4000");
@@ -33,27 +33,27 @@ TEST(Wire, RoundTripOfAFixedMessage) {
 TEST(Wire, TruncatedAndOversizedAreRejected) {
   auto bytes = wire::encode(good_join());
   for (size_t length = 0; length < bytes.size(); ++length) {
-    auto decoded = wire::decode<wire::JoinRequest>(wire::ByteView(bytes).first(length));
+    auto decoded = wire::decode<wire::C2monJoinRequest>(wire::ByteView(bytes).first(length));
     ASSERT_FALSE(decoded.ok()) << "length " << length;
     EXPECT_EQ(decoded.error().code(), EBADMSG);
   }
   bytes.push_back(std::byte{0});
-  EXPECT_FALSE(wire::decode<wire::JoinRequest>(bytes).ok());
+  EXPECT_FALSE(wire::decode<wire::C2monJoinRequest>(bytes).ok());
 }
 
 TEST(Wire, InvalidFieldsAreRejected) {
   auto bad_kind = good_join();
   bad_kind.kind = 99;
-  EXPECT_FALSE(wire::decode<wire::JoinRequest>(wire::encode(bad_kind)).ok());
+  EXPECT_FALSE(wire::decode<wire::C2monJoinRequest>(wire::encode(bad_kind)).ok());
   auto monitor_kind = good_join();
   monitor_kind.kind = static_cast<uint8_t>(sk::NodeKind::kMonitor);
-  EXPECT_FALSE(wire::decode<wire::JoinRequest>(wire::encode(monitor_kind)).ok());
+  EXPECT_FALSE(wire::decode<wire::C2monJoinRequest>(wire::encode(monitor_kind)).ok());
   auto bad_fabric = good_join();
   bad_fabric.fabric = 0;
-  EXPECT_FALSE(wire::decode<wire::JoinRequest>(wire::encode(bad_fabric)).ok());
+  EXPECT_FALSE(wire::decode<wire::C2monJoinRequest>(wire::encode(bad_fabric)).ok());
   auto unterminated = good_join();
   std::memset(unterminated.address.bytes, 'a', sizeof unterminated.address.bytes);
-  EXPECT_FALSE(wire::decode<wire::JoinRequest>(wire::encode(unterminated)).ok());
+  EXPECT_FALSE(wire::decode<wire::C2monJoinRequest>(wire::encode(unterminated)).ok());
 }
 
 TEST(Wire, VnodeNamesAreConfined) {
@@ -63,34 +63,34 @@ TEST(Wire, VnodeNamesAreConfined) {
                           "abcdefghijklmnopqrstuvwxyz0123456"}) {
     EXPECT_FALSE(wire::validate_vnode_name(bad).ok()) << bad;
   }
-  wire::VnodeCreateRequest request{};
+  wire::Ctl2monVnodeCreateRequest request{};
   request.name.set("../../etc");
-  EXPECT_FALSE(wire::decode<wire::VnodeCreateRequest>(wire::encode(request)).ok());
+  EXPECT_FALSE(wire::decode<wire::Ctl2monVnodeCreateRequest>(wire::encode(request)).ok());
 }
 
 TEST(Wire, PageRangeChecks) {
-  wire::PageRange range{1, 0x1000, 1, 0};
-  EXPECT_TRUE(wire::decode<wire::PageRange>(wire::encode(range)).ok());
+  wire::P2mPageRange range{1, 0x1000, 1, 0};
+  EXPECT_TRUE(wire::decode<wire::P2mPageRange>(wire::encode(range)).ok());
   range.address = 0x1001;
-  EXPECT_FALSE(wire::decode<wire::PageRange>(wire::encode(range)).ok());
+  EXPECT_FALSE(wire::decode<wire::P2mPageRange>(wire::encode(range)).ok());
   range.address = 0x1000;
   range.count = 0;
-  EXPECT_FALSE(wire::decode<wire::PageRange>(wire::encode(range)).ok());
+  EXPECT_FALSE(wire::decode<wire::P2mPageRange>(wire::encode(range)).ok());
   range.count = wire::kMaxPagesPerMessage + 1;
-  EXPECT_FALSE(wire::decode<wire::PageRange>(wire::encode(range)).ok());
+  EXPECT_FALSE(wire::decode<wire::P2mPageRange>(wire::encode(range)).ok());
   range.count = 2;
   range.address = ~0ull & ~0xfffull;
-  EXPECT_FALSE(wire::decode<wire::PageRange>(wire::encode(range)).ok());
+  EXPECT_FALSE(wire::decode<wire::P2mPageRange>(wire::encode(range)).ok());
 }
 
 TEST(Wire, TailDecoding) {
-  wire::PageRange range{1, 0x2000, 1, 0};
+  wire::P2mPageRange range{1, 0x2000, 1, 0};
   Bytes page(wire::kPageSize, std::byte{7});
   auto bytes = wire::encode(range, page);
-  auto decoded = wire::decode_with_tail<wire::PageRange>(bytes);
+  auto decoded = wire::decode_with_tail<wire::P2mPageRange>(bytes);
   ASSERT_TRUE(decoded.ok());
   EXPECT_EQ(decoded->second.size(), wire::kPageSize);
-  EXPECT_FALSE(wire::decode_with_tail<wire::PageRange>(wire::ByteView(bytes).first(10)).ok());
+  EXPECT_FALSE(wire::decode_with_tail<wire::P2mPageRange>(wire::ByteView(bytes).first(10)).ok());
 }
 
 TEST(Wire, RecordListsMustMatchTheirCount) {
@@ -132,11 +132,11 @@ TEST(Wire, RandomBytesNeverCrashDecoders) {
   for (int round = 0; round < 2000; ++round) {
     Bytes bytes(random() % 160);
     for (auto& b : bytes) b = std::byte(random());
-    (void)wire::decode<wire::JoinRequest>(bytes);
-    (void)wire::decode<wire::Heartbeat>(bytes);
-    (void)wire::decode<wire::VnodeCreateRequest>(bytes);
-    (void)wire::decode<wire::VnodeSetup>(bytes);
-    (void)wire::decode_with_tail<wire::PageRange>(bytes);
+    (void)wire::decode<wire::C2monJoinRequest>(bytes);
+    (void)wire::decode<wire::C2monHeartbeat>(bytes);
+    (void)wire::decode<wire::Ctl2monVnodeCreateRequest>(bytes);
+    (void)wire::decode<wire::Mon2cVnodeCreateRequest>(bytes);
+    (void)wire::decode_with_tail<wire::P2mPageRange>(bytes);
     (void)wire::decode_records<wire::NodeRecord>(bytes, random() % 4);
     wire::Header header{};
     if (bytes.size() >= sizeof header) std::memcpy(&header, bytes.data(), sizeof header);

@@ -2,14 +2,14 @@
 // leave. See member.h for the threads and the lock order.
 //
 // The protocol with the monitor, as spoken here:
-//   C2MON_JOIN      JoinRequest{kind, fabric, capacity, address}
-//                   -> JoinReply{node, heartbeat_interval_ms}
-//   C2MON_HEARTBEAT Heartbeat{node, load, capacity, usage} -> empty, or
+//   C2MON_JOIN      C2monJoinRequest{kind, fabric, capacity, address}
+//                   -> C2monJoinReply{node, heartbeat_interval_ms}
+//   C2MON_HEARTBEAT C2monHeartbeat{node, load, capacity, usage} -> empty, or
 //                   ENOENT when the monitor does not know the node (it
 //                   restarted or declared us failed): we join again.
-//   C2MON_LEAVE     LeaveRequest{node} -> empty; best-effort on stop().
+//   C2MON_LEAVE     C2monLeaveRequest{node} -> empty; best-effort on stop().
 // Every request carries vNode 0. A connection loss also means "join again".
-#include "kernel/member.h"
+#include "kernel/membership_client.h"
 
 #include <algorithm>
 
@@ -41,20 +41,21 @@ static constexpr Duration kMaxInterval = std::chrono::seconds(60);
 // against a transport bug turning into a hang.
 static constexpr Duration kCallbackGrace = std::chrono::seconds(1);
 
-Member::Member(fabric::Transport& transport, Options options, const rpc::Dispatcher& dispatcher,
-               UsageFn usage)
+MembershipClient::MembershipClient(fabric::Transport& transport, Options options,
+                                   const rpc::Dispatcher& dispatcher, UsageFn usage)
     : m_transport(transport),
       m_options(std::move(options)),
       m_dispatcher(dispatcher),
       m_usage(std::move(usage)),
       m_interval(m_options.heartbeat_interval) {}
 
-Member::~Member() {
+MembershipClient::~MembershipClient() {
   stop();
 }
 
-Result<fabric::Message> Member::call(fabric::Connection& connection, wire::Opcode opcode,
-                                     wire::ByteView payload, Duration timeout, bool interruptible) {
+Result<fabric::Message> MembershipClient::call(fabric::Connection& connection, wire::Opcode opcode,
+                                               wire::ByteView payload, Duration timeout,
+                                               bool interruptible) {
   auto state = m_state;
   Reply reply = std::make_shared<std::optional<Result<fabric::Message>>>();
   connection.call_async(opcode, kNoVnode, wire::Bytes(payload.begin(), payload.end()), timeout,
@@ -74,7 +75,7 @@ Result<fabric::Message> Member::call(fabric::Connection& connection, wire::Opcod
                                    " got no answer from the transport");
 }
 
-Result<void> Member::join_once() {
+Result<void> MembershipClient::join_once() {
   auto connection =
       TRY(m_transport.connect(m_options.monitor, m_dispatcher.handler(), kJoinStepTimeout));
   uint64_t generation;
@@ -95,7 +96,7 @@ Result<void> Member::join_once() {
     state->wake.notify_all();
   });
 
-  wire::JoinRequest request{};
+  wire::C2monJoinRequest request{};
   request.kind = static_cast<uint8_t>(m_options.kind);
   request.fabric = static_cast<uint8_t>(m_transport.kind());
   request.capacity = m_usage ? m_usage().capacity : 0;
@@ -103,8 +104,8 @@ Result<void> Member::join_once() {
 
   auto reply = call(*connection, wire::Opcode::C2MON_JOIN, wire::as_bytes(request),
                     kJoinStepTimeout, /*interruptible=*/true);
-  auto joined = reply ? wire::decode<wire::JoinReply>(reply->payload)
-                      : Result<wire::JoinReply>(std::move(reply).error());
+  auto joined = reply ? wire::decode<wire::C2monJoinReply>(reply->payload)
+                      : Result<wire::C2monJoinReply>(std::move(reply).error());
   if (joined && joined->node == kNoNode) {
     joined = make_error(EPROTO, "the monitor assigned node id 0");
   }
@@ -139,7 +140,7 @@ Result<void> Member::join_once() {
   return {};
 }
 
-Result<void> Member::join_with_backoff(Clock::time_point deadline) {
+Result<void> MembershipClient::join_with_backoff(Clock::time_point deadline) {
   Duration backoff = kFirstBackoff;
   std::string last_error;
   for (;;) {
@@ -165,7 +166,7 @@ Result<void> Member::join_with_backoff(Clock::time_point deadline) {
   }
 }
 
-Result<void> Member::start(Duration timeout) {
+Result<void> MembershipClient::start(Duration timeout) {
   TRY(join_with_backoff(Clock::now() + timeout));
   std::lock_guard lock(m_state->mutex);
   if (m_state->stopping) {
@@ -178,7 +179,7 @@ Result<void> Member::start(Duration timeout) {
   return {};
 }
 
-Result<void> Member::heartbeat_once() {
+Result<void> MembershipClient::heartbeat_once() {
   std::shared_ptr<fabric::Connection> connection;
   {
     std::lock_guard lock(m_state->mutex);
@@ -186,7 +187,7 @@ Result<void> Member::heartbeat_once() {
   }
   if (!connection) return make_error(ENOTCONN, "no monitor connection");
   Usage usage = m_usage ? m_usage() : Usage{};
-  wire::Heartbeat heartbeat{};
+  wire::C2monHeartbeat heartbeat{};
   heartbeat.node = m_node.load();
   heartbeat.load = usage.load;
   heartbeat.capacity = usage.capacity;
@@ -196,7 +197,7 @@ Result<void> Member::heartbeat_once() {
   return {};
 }
 
-void Member::drop_connection() {
+void MembershipClient::drop_connection() {
   std::shared_ptr<fabric::Connection> connection;
   {
     std::lock_guard lock(m_state->mutex);
@@ -209,7 +210,7 @@ void Member::drop_connection() {
   if (connection) connection->close();
 }
 
-void Member::run() {
+void MembershipClient::run() {
   int missed = 0;
   for (;;) {
     bool lost;
@@ -249,7 +250,7 @@ void Member::run() {
   }
 }
 
-void Member::stop() {
+void MembershipClient::stop() {
   std::lock_guard stop_lock(m_stop_mutex);
   if (m_stopped) return;
   m_stopped = true;
@@ -270,7 +271,7 @@ void Member::stop() {
   }
   if (!connection) return;
   if (connection->is_open() && m_node.load() != kNoNode) {
-    wire::LeaveRequest leave{};
+    wire::C2monLeaveRequest leave{};
     leave.node = m_node.load();
     auto left = call(*connection, wire::Opcode::C2MON_LEAVE, wire::as_bytes(leave), kLeaveTimeout,
                      /*interruptible=*/false);

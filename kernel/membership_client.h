@@ -31,7 +31,7 @@
 
 namespace sk {
 
-class Member {
+class MembershipClient {
  public:
   struct Usage {
     uint64_t capacity = 0;
@@ -44,18 +44,18 @@ class Member {
     NodeKind kind = NodeKind::kPcomponent;
     Address monitor;
     Address advertised;  // where peers reach this component's listener
-    // Used until the monitor's JoinReply names its own interval.
+    // Used until the monitor's C2monJoinReply names its own interval.
     Duration heartbeat_interval = std::chrono::milliseconds(500);
   };
 
-  // `dispatcher` serves the monitor's requests; it must outlive the Member
+  // `dispatcher` serves the monitor's requests; it must outlive the MembershipClient
   // and the transport's use of the monitor connection.
-  Member(fabric::Transport& transport, Options options, const rpc::Dispatcher& dispatcher,
-         UsageFn usage);
-  ~Member();
+  MembershipClient(fabric::Transport& transport, Options options, const rpc::Dispatcher& dispatcher,
+                   UsageFn usage);
+  ~MembershipClient();
 
-  Member(const Member&) = delete;
-  Member& operator=(const Member&) = delete;
+  MembershipClient(const MembershipClient&) = delete;
+  MembershipClient& operator=(const MembershipClient&) = delete;
 
   // Joins, retrying with backoff until `timeout`; then keeps the membership
   // alive in the background. Fails with the last error if the monitor could
@@ -75,7 +75,7 @@ class Member {
 
  private:
   // What transport callbacks touch. Shared with them so that a callback that
-  // runs after the Member is gone (the transport fails pending calls when it
+  // runs after the MembershipClient is gone (the transport fails pending calls when it
   // stops) touches live memory.
   struct State {
     std::mutex mutex;  // guards everything below

@@ -2,7 +2,7 @@
 // heartbeats with the component's usage, rejoin when the monitor forgets us
 // or the connection drops, the monitor's requests reach the component's
 // dispatcher, and stop() leaves promptly.
-#include "kernel/member.h"
+#include "kernel/membership_client.h"
 
 #include <gtest/gtest.h>
 
@@ -31,9 +31,9 @@ class FakeMonitor {
     m_dispatcher.on(Opcode::C2MON_JOIN,
                     [this](const rpc::Message& request,
                            const rpc::Responder& responder) -> Result<wire::Bytes> {
-                      auto join = TRY(wire::decode<wire::JoinRequest>(request.payload));
+                      auto join = TRY(wire::decode<wire::C2monJoinRequest>(request.payload));
                       std::lock_guard lock(m_mutex);
-                      wire::JoinReply reply{};
+                      wire::C2monJoinReply reply{};
                       reply.node = m_next_node++;
                       reply.heartbeat_interval_ms = 20;
                       m_known.insert(reply.node);
@@ -44,7 +44,7 @@ class FakeMonitor {
     m_dispatcher.on(
         Opcode::C2MON_HEARTBEAT,
         [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-          auto beat = TRY(wire::decode<wire::Heartbeat>(request.payload));
+          auto beat = TRY(wire::decode<wire::C2monHeartbeat>(request.payload));
           std::lock_guard lock(m_mutex);
           if (!m_known.contains(beat.node) || request.source() != beat.node) {
             return make_error(ENOENT, "unknown node " + std::to_string(beat.node));
@@ -55,7 +55,7 @@ class FakeMonitor {
     m_dispatcher.on(
         Opcode::C2MON_LEAVE,
         [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-          auto leave = TRY(wire::decode<wire::LeaveRequest>(request.payload));
+          auto leave = TRY(wire::decode<wire::C2monLeaveRequest>(request.payload));
           std::lock_guard lock(m_mutex);
           m_left.push_back(leave.node);
           m_known.erase(leave.node);
@@ -77,11 +77,11 @@ class FakeMonitor {
     std::lock_guard lock(m_mutex);
     return m_joins.size();
   }
-  wire::JoinRequest join(size_t i) {
+  wire::C2monJoinRequest join(size_t i) {
     std::lock_guard lock(m_mutex);
     return m_joins.at(i);
   }
-  std::vector<wire::Heartbeat> beats() {
+  std::vector<wire::C2monHeartbeat> beats() {
     std::lock_guard lock(m_mutex);
     return m_beats;
   }
@@ -98,9 +98,9 @@ class FakeMonitor {
   std::mutex m_mutex;
   NodeId m_next_node = 2;
   std::set<NodeId> m_known;
-  std::vector<wire::JoinRequest> m_joins;
+  std::vector<wire::C2monJoinRequest> m_joins;
   std::vector<std::shared_ptr<fabric::Connection>> m_connections;
-  std::vector<wire::Heartbeat> m_beats;
+  std::vector<wire::C2monHeartbeat> m_beats;
   std::vector<NodeId> m_left;
 };
 
@@ -122,7 +122,7 @@ struct Component {
                     return Result<wire::Bytes>(wire::Bytes{});
                   });
   }
-  Member::Usage usage() { return Member::Usage{1 << 30, used.load(), 3}; }
+  MembershipClient::Usage usage() { return MembershipClient::Usage{1 << 30, used.load(), 3}; }
 
   rpc::Dispatcher dispatcher{"component"};
   std::unique_ptr<fabric::Transport> transport = std::make_unique<testing::FakeTransport>();
@@ -130,19 +130,19 @@ struct Component {
   std::atomic<VnodeId> created{0};
 };
 
-Member::Options options(const Address& monitor) {
-  Member::Options options;
+MembershipClient::Options options(const Address& monitor) {
+  MembershipClient::Options options;
   options.kind = NodeKind::kMcomponent;
   options.monitor = monitor;
   options.advertised = Address{"127.0.0.1", 7171};
   return options;
 }
 
-TEST(Member, JoinsAndHeartbeatsWithUsage) {
+TEST(MembershipClient, JoinsAndHeartbeatsWithUsage) {
   FakeMonitor monitor;
   Component component;
-  Member member(*component.transport, options(monitor.address()), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(monitor.address()), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   EXPECT_EQ(member.node_id(), 2u);
   auto join = monitor.join(0);
@@ -167,11 +167,11 @@ TEST(Member, JoinsAndHeartbeatsWithUsage) {
   EXPECT_EQ(monitor.left(), std::vector<NodeId>{2});
 }
 
-TEST(Member, RejoinsWhenTheMonitorForgetsIt) {
+TEST(MembershipClient, RejoinsWhenTheMonitorForgetsIt) {
   FakeMonitor monitor;
   Component component;
-  Member member(*component.transport, options(monitor.address()), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(monitor.address()), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   monitor.forget_everyone();
   ASSERT_TRUE(eventually([&] { return member.joins() == 2; }));
@@ -182,23 +182,23 @@ TEST(Member, RejoinsWhenTheMonitorForgetsIt) {
   }));
 }
 
-TEST(Member, RejoinsWhenTheConnectionDrops) {
+TEST(MembershipClient, RejoinsWhenTheConnectionDrops) {
   FakeMonitor monitor;
   Component component;
-  Member member(*component.transport, options(monitor.address()), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(monitor.address()), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   monitor.last_connection()->close();
   ASSERT_TRUE(eventually([&] { return member.joins() == 2; }));
   EXPECT_EQ(monitor.joins(), 2u);
 }
 
-TEST(Member, RejoinsARestartedMonitor) {
+TEST(MembershipClient, RejoinsARestartedMonitor) {
   auto monitor = std::make_unique<FakeMonitor>();
   Address address = monitor->address();
   Component component;
-  Member member(*component.transport, options(address), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(address), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   monitor->stop();
   monitor.reset();
@@ -209,15 +209,15 @@ TEST(Member, RejoinsARestartedMonitor) {
   EXPECT_EQ(member.joins(), 2u);
 }
 
-TEST(Member, ServesTheMonitorsRequestsWithTheComponentsDispatcher) {
+TEST(MembershipClient, ServesTheMonitorsRequestsWithTheComponentsDispatcher) {
   FakeMonitor monitor;
   Component component;
-  Member member(*component.transport, options(monitor.address()), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(monitor.address()), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   auto connection = monitor.last_connection();
   ASSERT_TRUE(connection);
-  wire::VnodeSetup setup{};
+  wire::Mon2cVnodeCreateRequest setup{};
   setup.vnode = 5;
   setup.name.set("web");
   auto reply = rpc::call(*connection, Opcode::MON2M_VNODE_CREATE, 5, wire::as_bytes(setup));
@@ -228,7 +228,7 @@ TEST(Member, ServesTheMonitorsRequestsWithTheComponentsDispatcher) {
   EXPECT_EQ(refused.error().code(), EOPNOTSUPP);
 }
 
-TEST(Member, StartGivesUpAfterItsTimeout) {
+TEST(MembershipClient, StartGivesUpAfterItsTimeout) {
   // A port nothing listens on: take a free one and let it go.
   Address address;
   {
@@ -237,8 +237,8 @@ TEST(Member, StartGivesUpAfterItsTimeout) {
     gone.stop();
   }
   Component component;
-  Member member(*component.transport, options(address), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(address), component.dispatcher,
+                          [&] { return component.usage(); });
   auto before = Clock::now();
   auto started = member.start(400ms);
   ASSERT_FALSE(started);
@@ -246,7 +246,7 @@ TEST(Member, StartGivesUpAfterItsTimeout) {
   EXPECT_LT(Clock::now() - before, 2s);
 }
 
-TEST(Member, StopInterruptsAStartThatIsRetrying) {
+TEST(MembershipClient, StopInterruptsAStartThatIsRetrying) {
   Address address;
   {
     FakeMonitor gone;
@@ -254,8 +254,8 @@ TEST(Member, StopInterruptsAStartThatIsRetrying) {
     gone.stop();
   }
   Component component;
-  Member member(*component.transport, options(address), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(address), component.dispatcher,
+                          [&] { return component.usage(); });
   std::thread stopper([&] {
     std::this_thread::sleep_for(200ms);
     member.stop();
@@ -268,11 +268,11 @@ TEST(Member, StopInterruptsAStartThatIsRetrying) {
   EXPECT_LT(Clock::now() - before, 3s);
 }
 
-TEST(Member, StopIsPromptEvenWhenTheMonitorIsGone) {
+TEST(MembershipClient, StopIsPromptEvenWhenTheMonitorIsGone) {
   auto monitor = std::make_unique<FakeMonitor>();
   Component component;
-  Member member(*component.transport, options(monitor->address()), component.dispatcher,
-                [&] { return component.usage(); });
+  MembershipClient member(*component.transport, options(monitor->address()), component.dispatcher,
+                          [&] { return component.usage(); });
   ASSERT_TRUE(member.start(5s));
   monitor->stop();
   std::this_thread::sleep_for(100ms);  // now it is rejoining, with backoff
