@@ -87,31 +87,6 @@ bool FakeContext::post_closing(std::function<void()> fn) {
   return true;
 }
 
-Result<void> FakeContext::region_read(uint32_t rkey, uint64_t offset, std::span<std::byte> into) {
-  std::lock_guard lock(m_regions_mutex);
-  auto it = m_regions.find(rkey);
-  if (it == m_regions.end()) return make_error(EINVAL, "unknown region key");
-  const auto& region = it->second;
-  if (offset > region.size() || into.size() > region.size() - offset) {
-    return make_error(EFAULT, "access outside the registered region");
-  }
-  // memcpy wants real pointers even for nothing, and an empty span may hold none.
-  if (!into.empty()) std::memcpy(into.data(), region.data() + offset, into.size());
-  return {};
-}
-
-Result<void> FakeContext::region_write(uint32_t rkey, uint64_t offset, wire::ByteView from) {
-  std::lock_guard lock(m_regions_mutex);
-  auto it = m_regions.find(rkey);
-  if (it == m_regions.end()) return make_error(EINVAL, "unknown region key");
-  const auto& region = it->second;
-  if (offset > region.size() || from.size() > region.size() - offset) {
-    return make_error(EFAULT, "access outside the registered region");
-  }
-  if (!from.empty()) std::memcpy(region.data() + offset, from.data(), from.size());
-  return {};
-}
-
 // ---- a connection ---------------------------------------------------------------
 
 FakeConnection::FakeConnection(std::shared_ptr<FakeContext> context, std::string peer,
@@ -120,7 +95,7 @@ FakeConnection::FakeConnection(std::shared_ptr<FakeContext> context, std::string
       m_context(std::move(context)) {
   for (auto opcode : {wire::Opcode::FABRIC_READ, wire::Opcode::FABRIC_WRITE}) {
     m_endpoint.serve_internally(opcode, [this](Message message, Responder responder) {
-      serve_one_sided(std::move(message), std::move(responder));
+      m_context->regions().serve(message, std::move(responder));
     });
   }
 }
@@ -238,37 +213,6 @@ void FakeConnection::receive(const wire::Header& header, Bytes payload) {
   m_endpoint.deliver(Message{header, std::move(payload)});
 }
 
-void FakeConnection::serve_one_sided(Message message, Responder responder) {
-  auto decoded = wire::decode_with_tail<wire::FabricAccess>(message.payload);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  auto [access, tail] = decoded.value();
-  if (message.opcode() == static_cast<uint16_t>(wire::Opcode::FABRIC_READ)) {
-    if (!tail.empty() || access.length > wire::kMaxPayload) {
-      responder.fail(make_error(EBADMSG, "malformed one-sided read"));
-      return;
-    }
-    Bytes data(access.length);
-    if (auto ok = m_context->region_read(access.rkey, access.offset, data); !ok) {
-      responder.fail(ok.error());
-      return;
-    }
-    responder.reply(std::move(data));
-  } else {
-    if (tail.size() != access.length) {
-      responder.fail(make_error(EBADMSG, "one-sided write length does not match its data"));
-      return;
-    }
-    if (auto ok = m_context->region_write(access.rkey, access.offset, tail); !ok) {
-      responder.fail(ok.error());
-      return;
-    }
-    responder.reply();
-  }
-}
-
 void FakeConnection::shutdown(const std::string& reason) {
   if (m_closed) return;
   auto self = std::static_pointer_cast<FakeConnection>(shared_from_this());
@@ -364,15 +308,11 @@ Result<std::shared_ptr<fabric::Connection>> FakeTransport::connect(const Address
 }
 
 Result<fabric::RegionKey> FakeTransport::register_region(std::span<std::byte> memory) {
-  std::lock_guard lock(m_context->m_regions_mutex);
-  uint32_t rkey = m_context->m_next_rkey++;
-  m_context->m_regions[rkey] = memory;
-  return fabric::RegionKey{rkey, memory.size(), reinterpret_cast<uint64_t>(memory.data())};
+  return m_context->regions().add(memory);
 }
 
 void FakeTransport::deregister_region(uint32_t rkey) {
-  std::lock_guard lock(m_context->m_regions_mutex);
-  m_context->m_regions.erase(rkey);
+  m_context->regions().remove(rkey);
 }
 
 std::vector<std::shared_ptr<FakeConnection>> FakeTransport::connections() const {

@@ -19,8 +19,8 @@
 // and delivered right after the next message sent on that connection, and a
 // closing fault kills the link instead of sending the message.
 //
-// Locks: the listener registry's mutex, each FakeContext's m_mutex and
-// m_regions_mutex, and each FaultSet's mutex; none is held while another
+// Locks: the listener registry's mutex, each FakeContext's m_mutex and its
+// RegionTable's, and each FaultSet's mutex; none is held while another
 // is taken.
 #pragma once
 
@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "kernel/fabric/counter_set.h"
+#include "kernel/fabric/region_table.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/rpc/endpoint.h"
 #include "kernel/rpc/rpc.h"
@@ -100,8 +101,8 @@ class FakeContext {
 
   // One-sided access to a registered region: EINVAL for an unknown key,
   // EFAULT outside the region. Transport thread.
-  Result<void> region_read(uint32_t rkey, uint64_t offset, std::span<std::byte> into);
-  Result<void> region_write(uint32_t rkey, uint64_t offset, wire::ByteView from);
+  // The registered regions, served one-sidedly like tcp's.
+  fabric::RegionTable& regions() { return m_regions; }
 
  private:
   friend class FakeTransport;
@@ -119,9 +120,7 @@ class FakeContext {
   // keep its connections).
   std::set<std::shared_ptr<FakeConnection>> m_connections;
 
-  std::mutex m_regions_mutex;  // guards m_regions, m_next_rkey
-  std::map<uint32_t, std::span<std::byte>> m_regions;
-  uint32_t m_next_rkey = 1;
+  fabric::RegionTable m_regions;
 };
 
 // One end of a fake link. Its RPC half (ids, timeouts, routing, closing)
@@ -152,7 +151,6 @@ class FakeConnection final : public rpc::EndpointConnection {
   // All of these run on this end's transport thread.
   void transmit(const wire::Header& header, wire::Bytes payload);
   void receive(const wire::Header& header, wire::Bytes payload);
-  void serve_one_sided(fabric::Message message, fabric::Responder responder);
   void shutdown(const std::string& reason);
 
   std::shared_ptr<FakeContext> m_context;

@@ -36,7 +36,7 @@ TcpConnection::TcpConnection(std::shared_ptr<TcpContext> context, tcp::socket so
   // One-sided access is served here, from the registered regions, without
   // the request handler.
   auto one_sided = [this](Message message, Responder responder) {
-    serve_one_sided(std::move(message), std::move(responder));
+    m_context->regions().serve(message, std::move(responder));
   };
   m_endpoint.serve_internally(wire::Opcode::FABRIC_READ, one_sided);
   m_endpoint.serve_internally(wire::Opcode::FABRIC_WRITE, one_sided);
@@ -150,37 +150,6 @@ void TcpConnection::read_payload() {
                      self->m_endpoint.deliver(std::move(message));
                      if (!self->m_closed) self->read_header();
                    });
-}
-
-void TcpConnection::serve_one_sided(Message message, Responder responder) {
-  auto decoded = wire::decode_with_tail<wire::FabricAccess>(message.payload);
-  if (!decoded) {
-    responder.fail(decoded.error());
-    return;
-  }
-  auto [access, tail] = decoded.value();
-  if (message.opcode() == static_cast<uint16_t>(wire::Opcode::FABRIC_READ)) {
-    if (!tail.empty() || access.length > wire::kMaxPayload) {
-      responder.fail(make_error(EBADMSG, "malformed one-sided read"));
-      return;
-    }
-    Bytes data(access.length);
-    if (auto ok = m_context->region_read(access.rkey, access.offset, data); !ok) {
-      responder.fail(ok.error());
-      return;
-    }
-    responder.reply(std::move(data));
-  } else {
-    if (tail.size() != access.length) {
-      responder.fail(make_error(EBADMSG, "one-sided write length does not match its data"));
-      return;
-    }
-    if (auto ok = m_context->region_write(access.rkey, access.offset, tail); !ok) {
-      responder.fail(ok.error());
-      return;
-    }
-    responder.reply();
-  }
 }
 
 void TcpConnection::close() {

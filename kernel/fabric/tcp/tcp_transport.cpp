@@ -13,30 +13,6 @@ using asio::ip::tcp;
 
 static const Logger log("fabric/tcp");
 
-Result<void> TcpContext::region_read(uint32_t rkey, uint64_t offset, std::span<std::byte> into) {
-  std::lock_guard lock(m_regions_mutex);
-  auto it = m_regions.find(rkey);
-  if (it == m_regions.end()) return make_error(EINVAL, "unknown region key");
-  const auto& region = it->second;
-  if (offset > region.size() || into.size() > region.size() - offset) {
-    return make_error(EFAULT, "access outside the registered region");
-  }
-  std::memcpy(into.data(), region.data() + offset, into.size());
-  return {};
-}
-
-Result<void> TcpContext::region_write(uint32_t rkey, uint64_t offset, ByteView from) {
-  std::lock_guard lock(m_regions_mutex);
-  auto it = m_regions.find(rkey);
-  if (it == m_regions.end()) return make_error(EINVAL, "unknown region key");
-  const auto& region = it->second;
-  if (offset > region.size() || from.size() > region.size() - offset) {
-    return make_error(EFAULT, "access outside the registered region");
-  }
-  std::memcpy(region.data() + offset, from.data(), from.size());
-  return {};
-}
-
 TcpTransport::TcpTransport() : m_context(std::make_shared<TcpContext>()) {
   m_work.emplace(asio::make_work_guard(m_context->io()));
   m_thread = std::thread([context = m_context] { context->io().run(); });
@@ -168,15 +144,11 @@ Result<std::shared_ptr<Connection>> TcpTransport::connect(const Address& address
 }
 
 Result<RegionKey> TcpTransport::register_region(std::span<std::byte> memory) {
-  std::lock_guard lock(m_context->m_regions_mutex);
-  uint32_t rkey = m_context->m_next_rkey++;
-  m_context->m_regions[rkey] = memory;
-  return RegionKey{rkey, memory.size()};
+  return m_context->regions().add(memory);
 }
 
 void TcpTransport::deregister_region(uint32_t rkey) {
-  std::lock_guard lock(m_context->m_regions_mutex);
-  m_context->m_regions.erase(rkey);
+  m_context->regions().remove(rkey);
 }
 
 void TcpTransport::stop() {

@@ -10,7 +10,7 @@
 // Shutdown: TcpContext::post() refuses work once the transport is stopping,
 // and stop() closes every socket and fails every pending call before joining
 // the io thread, so no callback is ever lost (a blocking call() always
-// returns). Lock order: TcpContext::m_mutex, then TcpContext::m_regions_mutex
+// returns). Lock order: TcpContext::m_mutex, then the RegionTable's
 // (never held together in practice).
 #pragma once
 
@@ -29,6 +29,7 @@
 #include <unordered_map>
 
 #include "kernel/fabric/counter_set.h"
+#include "kernel/fabric/region_table.h"
 #include "kernel/fabric/transport.h"
 #include "kernel/rpc/endpoint.h"
 
@@ -54,10 +55,8 @@ class TcpContext {
   NodeId node_id() const { return m_node.load(std::memory_order_relaxed); }
   void set_node_id(NodeId node) { m_node.store(node, std::memory_order_relaxed); }
 
-  // One-sided access to a registered region; EINVAL for an unknown key,
-  // EFAULT for a range outside the region. Io thread.
-  Result<void> region_read(uint32_t rkey, uint64_t offset, std::span<std::byte> into);
-  Result<void> region_write(uint32_t rkey, uint64_t offset, ByteView from);
+  // The registered regions, served one-sidedly by the io thread.
+  RegionTable& regions() { return m_regions; }
 
   FabricCounterSet& counters() { return m_counters; }
 
@@ -73,9 +72,7 @@ class TcpContext {
   bool m_stopping = false;
   std::set<std::weak_ptr<TcpConnection>, std::owner_less<>> m_connections;
 
-  std::mutex m_regions_mutex;  // guards m_regions, m_next_rkey
-  std::map<uint32_t, std::span<std::byte>> m_regions;
-  uint32_t m_next_rkey = 1;
+  RegionTable m_regions;
 };
 
 // A tcp connection: framing over the socket and the serving of one-sided
@@ -111,7 +108,6 @@ class TcpConnection final : public rpc::EndpointConnection {
   void write_next();
   void read_header();
   void read_payload();
-  void serve_one_sided(Message message, Responder responder);
   void shutdown(const char* reason);
 
   std::shared_ptr<TcpContext> m_context;
