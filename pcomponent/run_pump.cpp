@@ -216,19 +216,19 @@ void RunPump::read_output(Run& run, Watch which) {
   }
   wire::P2ctlRunOutput head{};
   head.run = run.id;
-  head.length = static_cast<uint32_t>(n);
   head.stream = static_cast<uint8_t>(which == Watch::kOut ? wire::RunStream::kStdout
                                                           : wire::RunStream::kStderr);
+  // Copied once, into room behind the head, so that encoding moves it.
+  wire::Tail data = wire::Tail::with_room(sizeof(head), static_cast<size_t>(n));
+  std::memcpy(data.span().data(), buffer.data(), static_cast<size_t>(n));
   ++run.in_flight;
   ++m_counters.output_chunks;
   m_counters.output_bytes += static_cast<uint64_t>(n);
   std::shared_ptr<Run> shared = m_runs.at(run.id);
-  run.monitor->call_async(
-      wire::Opcode::P2MON_OUTPUT, run.vnode,
-      wire::encode(head, wire::ByteView(buffer.data(), static_cast<size_t>(n))),
-      m_options.output_timeout, [this, shared, which](Result<fabric::Message> reply) {
-        auto checked = rpc::check_reply(std::move(reply));
-        Result<void> answer = checked ? Result<void>() : Result<void>(std::move(checked).error());
+  rpc::call_async<wire::Opcode::P2MON_OUTPUT>(
+      *run.monitor, run.vnode, wire::RunOutputBody::of(head, std::move(data)),
+      m_options.output_timeout, [this, shared, which](Result<wire::Empty> reply) {
+        Result<void> answer = reply ? Result<void>() : Result<void>(std::move(reply).error());
         post([this, shared, which, answer = std::move(answer)]() mutable {
           output_answered(shared, which, std::move(answer));
         });
@@ -384,19 +384,16 @@ void RunPump::maybe_finish(const std::shared_ptr<Run>& run) {
   exit.signal = status.signal;
   exit.flags = status.core_dumped ? wire::kExitCoreDumped : 0;
   std::string_view note = std::string_view(status.note).substr(0, wire::kMaxExitText);
-  exit.text_length = static_cast<uint32_t>(note.size());
   log.debug("run {}: exit {} reported", run->id, status.code);
   // Forgotten first, so that the load is right by the time the monitor hears.
   if (m_finished) m_finished(run->id);
-  run->monitor->call_async(wire::Opcode::P2MON_EXIT, run->vnode,
-                           wire::encode(exit, wire::as_bytes(note)),
-                           m_options.exit_timeout, [id = run->id](Result<fabric::Message> reply) {
-                             auto checked = rpc::check_reply(std::move(reply));
-                             if (!checked && checked.error().code() != ENOENT) {
-                               log.info("run {}: exit not delivered: {}", id,
-                                        checked.error().text());
-                             }
-                           });
+  rpc::call_async<wire::Opcode::P2MON_EXIT>(
+      *run->monitor, run->vnode, wire::RunExitBody::of(exit, wire::Tail(note)),
+      m_options.exit_timeout, [id = run->id](Result<wire::Empty> reply) {
+        if (!reply && reply.error().code() != ENOENT) {
+          log.info("run {}: exit not delivered: {}", id, reply.error().text());
+        }
+      });
 }
 
 }  // namespace sk::pcomponent
