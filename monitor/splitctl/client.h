@@ -127,7 +127,11 @@ class FabricMonitorClient final : public MonitorClient {
   void register_run_handlers();
   std::shared_ptr<RunSession> session();
   Result<fabric::Connection*> connection();
-  Result<fabric::Message> call(wire::Opcode opcode, wire::ByteView payload, Duration timeout);
+  // Sends Op's request to the monitor and decodes its reply; the
+  // transport's failures, the monitor's errors and a malformed reply each
+  // become an Error that says which it was.
+  template <wire::Opcode Op>
+  Result<wire::ReplyOf<Op>> call(wire::RequestOf<Op> request, Duration timeout);
   Error transport_error(const Error& error, Duration timeout) const;
 
   Address m_monitor;
