@@ -138,7 +138,7 @@ class FabricMonitorClient final : public MonitorClient {
   std::string m_fabric;
   // Serves the monitor's MON2CTL_ requests (a run's output and exit) on the
   // connection; they go to the current run.
-  rpc::Dispatcher m_dispatcher{"splitctl"};
+  rpc::ControlDispatcher m_dispatcher{"splitctl"};
   std::mutex m_session_mutex;  // guards m_session
   std::shared_ptr<RunSession> m_session;
   std::unique_ptr<fabric::Transport> m_transport;
