@@ -119,29 +119,27 @@ void ProcessManager::finished(uint64_t run) {
 
 void ProcessManager::register_handlers(rpc::ControlDispatcher& dispatcher) {
   using RunReply = rpc::ReplyTo<Opcode::MON2P_RUN>;
-  dispatcher.on_deferred<Opcode::MON2P_RUN>(
-      [this](wire::Ctl2pRunCommand command, rpc::Message request, RunReply reply) {
-        VnodeId vnode = request.vnode();
-        if (vnode == kNoVnode) {
-          reply.fail(make_error(EINVAL, "a run must name its vNode"));
-          return;
-        }
-        auto shared = std::make_shared<RunReply>(std::move(reply));
-        auto work = [this, command = std::move(command), vnode, shared] {
-          start(command, vnode, shared->connection(),
-                [shared](Result<wire::Ctl2pRunReply> started) {
-                  shared->finish(std::move(started));
-                });
-        };
-        if (!post(std::move(work))) {
-          shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
-        }
-      });
+  dispatcher.on_deferred<Opcode::MON2P_RUN>([this](wire::Ctl2pRunCommand command,
+                                                   rpc::Message request, RunReply reply) {
+    VnodeId vnode = request.vnode();
+    if (vnode == kNoVnode) {
+      reply.fail(make_error(EINVAL, "a run must name its vNode"));
+      return;
+    }
+    auto shared = std::make_shared<RunReply>(std::move(reply));
+    auto work = [this, command = std::move(command), vnode, shared] {
+      start(command, vnode, shared->connection(),
+            [shared](Result<wire::Ctl2pRunReply> started) { shared->finish(std::move(started)); });
+    };
+    if (!post(std::move(work))) {
+      shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
+    }
+  });
 
   dispatcher.on_deferred<Opcode::MON2P_STDIN>(
       [this](wire::RunInputBody input, rpc::Message, rpc::ReplyTo<Opcode::MON2P_STDIN> reply) {
-        m_pump.input(input.head.run, std::move(input.tail), (input.head.flags & wire::kInputEof) != 0,
-                     std::move(reply));
+        m_pump.input(input.head.run, std::move(input.tail),
+                     (input.head.flags & wire::kInputEof) != 0, std::move(reply));
       });
 
   dispatcher.on<Opcode::MON2P_SIGNAL>(

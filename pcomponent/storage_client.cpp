@@ -172,7 +172,8 @@ static auto make_request(std::string_view path, uint32_t mode, uint32_t flags, u
 
 Result<wire::StorageStat> StorageClient::create(VnodeId vnode, std::string_view path, uint32_t mode,
                                                 uint32_t flags, uint32_t uid, uint32_t gid) {
-  return call<Opcode::P2S_CREATE>(vnode, Retry::kNo, m_timeout, make_request(path, mode, flags, uid, gid));
+  return call<Opcode::P2S_CREATE>(vnode, Retry::kNo, m_timeout,
+                                  make_request(path, mode, flags, uid, gid));
 }
 
 Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view path, uint32_t mode,
@@ -183,13 +184,15 @@ Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view p
 
 Result<wire::StorageStat> StorageClient::mknod(VnodeId vnode, std::string_view path, uint32_t mode,
                                                uint64_t rdev, uint32_t uid, uint32_t gid) {
-  return call<Opcode::P2S_MKNOD>(vnode, Retry::kNo, m_timeout, make_request(path, mode, 0, uid, gid, rdev));
+  return call<Opcode::P2S_MKNOD>(vnode, Retry::kNo, m_timeout,
+                                 make_request(path, mode, 0, uid, gid, rdev));
 }
 
 Result<wire::StorageStat> StorageClient::symlink(VnodeId vnode, std::string_view path,
                                                  std::string_view target, uint32_t uid,
                                                  uint32_t gid) {
-  return call<Opcode::P2S_SYMLINK>(vnode, Retry::kNo, m_timeout, make_request(path, 0, 0, uid, gid, 0, target));
+  return call<Opcode::P2S_SYMLINK>(vnode, Retry::kNo, m_timeout,
+                                   make_request(path, 0, 0, uid, gid, 0, target));
 }
 
 static auto two_path_request(std::string_view path, std::string_view second, uint32_t flags) {

@@ -62,8 +62,7 @@ static Error bad_reply(const Error& error) {
 }
 
 template <wire::Opcode Op>
-Result<wire::ReplyOf<Op>> FabricMonitorClient::call(wire::RequestOf<Op> request,
-                                                    Duration timeout) {
+Result<wire::ReplyOf<Op>> FabricMonitorClient::call(wire::RequestOf<Op> request, Duration timeout) {
   fabric::Connection* connection = TRY(this->connection());
   auto payload = TRY(wire::body_encode(std::move(request)));
   auto reply = connection->call(Op, kNoVnode, payload, timeout);

@@ -300,8 +300,8 @@ class FabricMonitorClient::RunSession {
           } else {
             // EPIPE: our reader went away (`splitctl run ... | head`); the
             // pComponent then sends the program SIGPIPE.
-            item.reply->fail(make_error(written.error().code(), "the console's output: " +
-                                                                        written.error().text()));
+            item.reply->fail(make_error(written.error().code(),
+                                        "the console's output: " + written.error().text()));
           }
           break;
         }
@@ -418,8 +418,7 @@ void FabricMonitorClient::register_run_handlers() {
         }
       });
   m_dispatcher.on_deferred<wire::Opcode::MON2CTL_EXIT>(
-      [this](wire::RunExitBody exit, rpc::Message,
-             rpc::ReplyTo<wire::Opcode::MON2CTL_EXIT> reply) {
+      [this](wire::RunExitBody exit, rpc::Message, rpc::ReplyTo<wire::Opcode::MON2CTL_EXIT> reply) {
         if (auto current = session()) {
           current->on_exit(exit, std::move(reply));
         } else {

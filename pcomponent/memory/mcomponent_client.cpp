@@ -118,8 +118,8 @@ Result<void> McomponentClient::free_mm(VnodeId vnode, uint64_t mm) {
 
 Result<wire::Bytes> McomponentClient::read(VnodeId vnode, uint64_t mm, uint64_t address,
                                            uint32_t count) {
-  auto replies = TRY(call_all<Opcode::P2M_PAGE_READ>(
-      vnode, {wire::P2mPageRange{mm, address, count, 0}}, kFaults));
+  auto replies = TRY(
+      call_all<Opcode::P2M_PAGE_READ>(vnode, {wire::P2mPageRange{mm, address, count, 0}}, kFaults));
   wire::Tail& pages = replies.at(0).bytes;
   if (pages.size() != static_cast<size_t>(count) * wire::kPageSize) {
     return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(pages.size()) +
