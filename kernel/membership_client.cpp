@@ -53,25 +53,26 @@ MembershipClient::~MembershipClient() {
   stop();
 }
 
-Result<fabric::Message> MembershipClient::call(fabric::Connection& connection, wire::Opcode opcode,
-                                               wire::ByteView payload, Duration timeout,
-                                               bool interruptible) {
+template <wire::Opcode Op>
+Result<wire::ReplyOf<Op>> MembershipClient::call(fabric::Connection& connection,
+                                                 wire::RequestOf<Op> request, Duration timeout,
+                                                 bool interruptible) {
   auto state = m_state;
-  Reply reply = std::make_shared<std::optional<Result<fabric::Message>>>();
-  connection.call_async(opcode, kNoVnode, wire::Bytes(payload.begin(), payload.end()), timeout,
-                        [state, reply](Result<fabric::Message> result) {
-                          {
-                            std::lock_guard lock(state->mutex);
-                            reply->emplace(std::move(result));
-                          }
-                          state->wake.notify_all();
-                        });
+  auto reply = std::make_shared<std::optional<Result<wire::ReplyOf<Op>>>>();
+  rpc::call_async<Op>(connection, kNoVnode, std::move(request), timeout,
+                      [state, reply](Result<wire::ReplyOf<Op>> result) {
+                        {
+                          std::lock_guard lock(state->mutex);
+                          reply->emplace(std::move(result));
+                        }
+                        state->wake.notify_all();
+                      });
   std::unique_lock lock(state->mutex);
   state->wake.wait_for(lock, timeout + kCallbackGrace,
                        [&] { return reply->has_value() || (interruptible && state->stopping); });
-  if (reply->has_value()) return rpc::check_reply(std::move(**reply));
+  if (reply->has_value()) return std::move(**reply);
   if (state->stopping) return make_error(ECANCELED, "stopping");
-  return make_error(ETIMEDOUT, std::string(wire::opcode_name(static_cast<uint16_t>(opcode))) +
+  return make_error(ETIMEDOUT, std::string(wire::opcode_name(static_cast<uint16_t>(Op))) +
                                    " got no answer from the transport");
 }
 
@@ -102,10 +103,8 @@ Result<void> MembershipClient::join_once() {
   request.capacity = m_usage ? m_usage().capacity : 0;
   request.address.set(m_options.advertised.to_string());
 
-  auto reply = call(*connection, wire::Opcode::C2MON_JOIN, wire::as_bytes(request),
-                    kJoinStepTimeout, /*interruptible=*/true);
-  auto joined = reply ? wire::decode<wire::C2monJoinReply>(reply->payload)
-                      : Result<wire::C2monJoinReply>(std::move(reply).error());
+  auto joined = call<wire::Opcode::C2MON_JOIN>(*connection, request, kJoinStepTimeout,
+                                               /*interruptible=*/true);
   if (joined && joined->node == kNoNode) {
     joined = make_error(EPROTO, "the monitor assigned node id 0");
   }
@@ -192,8 +191,8 @@ Result<void> MembershipClient::heartbeat_once() {
   heartbeat.load = usage.load;
   heartbeat.capacity = usage.capacity;
   heartbeat.usage = usage.usage;
-  TRY(call(*connection, wire::Opcode::C2MON_HEARTBEAT, wire::as_bytes(heartbeat), kHeartbeatTimeout,
-           /*interruptible=*/true));
+  TRY(call<wire::Opcode::C2MON_HEARTBEAT>(*connection, heartbeat, kHeartbeatTimeout,
+                                          /*interruptible=*/true));
   return {};
 }
 
@@ -273,8 +272,8 @@ void MembershipClient::stop() {
   if (connection->is_open() && m_node.load() != kNoNode) {
     wire::C2monLeaveRequest leave{};
     leave.node = m_node.load();
-    auto left = call(*connection, wire::Opcode::C2MON_LEAVE, wire::as_bytes(leave), kLeaveTimeout,
-                     /*interruptible=*/false);
+    auto left = call<wire::Opcode::C2MON_LEAVE>(*connection, leave, kLeaveTimeout,
+                                                /*interruptible=*/false);
     if (left) {
       log.info("left the cluster (node {})", leave.node);
     } else {

@@ -84,7 +84,6 @@ class MembershipClient {
     uint64_t generation = 0;       // bumped per monitor connection
     bool connection_lost = false;  // the current generation's connection closed
   };
-  using Reply = std::shared_ptr<std::optional<Result<fabric::Message>>>;
 
   // Connects and joins once; on success the connection is current.
   Result<void> join_once();
@@ -92,8 +91,9 @@ class MembershipClient {
   Result<void> join_with_backoff(Clock::time_point deadline);
   // Sends a request on `connection` and waits for its reply, for the timeout
   // or until stop() is called (ECANCELED), whichever comes first.
-  Result<fabric::Message> call(fabric::Connection& connection, wire::Opcode opcode,
-                               wire::ByteView payload, Duration timeout, bool interruptible);
+  template <wire::Opcode Op>
+  Result<wire::ReplyOf<Op>> call(fabric::Connection& connection, wire::RequestOf<Op> request,
+                                 Duration timeout, bool interruptible);
   Result<void> heartbeat_once();
   void drop_connection();
   void run();

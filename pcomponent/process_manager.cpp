@@ -117,69 +117,51 @@ void ProcessManager::finished(uint64_t run) {
   m_exits->notes.erase(run);  // a note that came after the exit
 }
 
-void ProcessManager::register_handlers(rpc::Dispatcher& dispatcher) {
-  dispatcher.on_async(Opcode::MON2P_RUN, [this](rpc::Message request, rpc::Responder responder) {
-    auto command = wire::decode_run(request.payload);
-    if (!command) {
-      responder.fail(command.error());
-      return;
-    }
+void ProcessManager::register_handlers(rpc::ControlDispatcher& dispatcher) {
+  using RunReply = rpc::ReplyTo<Opcode::MON2P_RUN>;
+  dispatcher.on_deferred<Opcode::MON2P_RUN>([this](wire::Ctl2pRunCommand command,
+                                                   rpc::Message request, RunReply reply) {
     VnodeId vnode = request.vnode();
     if (vnode == kNoVnode) {
-      responder.fail(make_error(EINVAL, "a run must name its vNode"));
+      reply.fail(make_error(EINVAL, "a run must name its vNode"));
       return;
     }
-    auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-    auto work = [this, command = std::move(command).value(), vnode, shared] {
-      start(command, vnode, shared->connection(), [shared](Result<wire::Ctl2pRunReply> started) {
-        if (started) {
-          shared->reply(wire::encode(started.value()));
-        } else {
-          shared->fail(started.error());
-        }
-      });
+    auto shared = std::make_shared<RunReply>(std::move(reply));
+    auto work = [this, command = std::move(command), vnode, shared] {
+      start(command, vnode, shared->connection(),
+            [shared](Result<wire::Ctl2pRunReply> started) { shared->finish(std::move(started)); });
     };
     if (!post(std::move(work))) {
       shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
     }
   });
 
-  dispatcher.on_async(Opcode::MON2P_STDIN, [this](rpc::Message request, rpc::Responder responder) {
-    auto decoded =
-        wire::decode_sized<wire::Ctl2pRunInput>(request.payload, &wire::Ctl2pRunInput::length);
-    if (!decoded) {
-      responder.fail(decoded.error());
-      return;
-    }
-    wire::Ctl2pRunInput input = decoded->first;
-    m_pump.input(input.run, std::move(request.payload), sizeof(wire::Ctl2pRunInput),
-                 (input.flags & wire::kInputEof) != 0, std::move(responder));
-  });
+  dispatcher.on_deferred<Opcode::MON2P_STDIN>(
+      [this](wire::RunInputBody input, rpc::Message, rpc::ReplyTo<Opcode::MON2P_STDIN> reply) {
+        m_pump.input(input.head.run, std::move(input.tail),
+                     (input.head.flags & wire::kInputEof) != 0, std::move(reply));
+      });
 
-  dispatcher.on(Opcode::MON2P_SIGNAL,
-                [this](const rpc::Message& request, const rpc::Responder&) -> Result<wire::Bytes> {
-                  auto message = TRY(wire::decode<wire::Ctl2pRunSignal>(request.payload));
-                  TRY(signal(message.run, message.signo));
-                  return wire::Bytes{};
-                });
+  dispatcher.on<Opcode::MON2P_SIGNAL>(
+      [this](const wire::Ctl2pRunSignal& message, const rpc::Message&) -> Result<void> {
+        return signal(message.run, message.signo);
+      });
 
-  dispatcher.on_async(Opcode::MON2P_PS, [this](rpc::Message request, rpc::Responder responder) {
-    auto query = wire::decode<wire::Mon2pPsRequest>(request.payload);
-    if (!query) {
-      responder.fail(query.error());
-      return;
-    }
-    auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-    if (!post([this, vnode = query->vnode, shared] {
-          shared->reply(wire::encode_cluster_list(processes(vnode)));
-        })) {
-      shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
-    }
-  });
+  using PsReply = rpc::ReplyTo<Opcode::MON2P_PS>;
+  dispatcher.on_deferred<Opcode::MON2P_PS>(
+      [this](wire::Mon2pPsRequest query, rpc::Message, PsReply reply) {
+        auto shared = std::make_shared<PsReply>(std::move(reply));
+        if (!post([this, vnode = query.vnode, shared] {
+              shared->reply(wire::ProcessList{{}, processes(vnode)});
+            })) {
+          shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
+        }
+      });
 
-  dispatcher.on_async(Opcode::MON2P_STATS, [this](rpc::Message, rpc::Responder responder) {
-    auto shared = std::make_shared<rpc::Responder>(std::move(responder));
-    if (!post([this, shared] { shared->reply(wire::encode_cluster_list(counters())); })) {
+  using StatsReply = rpc::ReplyTo<Opcode::MON2P_STATS>;
+  dispatcher.on_deferred<Opcode::MON2P_STATS>([this](wire::Empty, rpc::Message, StatsReply reply) {
+    auto shared = std::make_shared<StatsReply>(std::move(reply));
+    if (!post([this, shared] { shared->reply(wire::StatList{{}, counters()}); })) {
       shared->fail(make_error(ESHUTDOWN, "the pComponent is shutting down"));
     }
   });

@@ -74,7 +74,7 @@ class ProcessManager {
   ProcessManager& operator=(const ProcessManager&) = delete;
 
   // Serves MON2P_RUN, _STDIN, _SIGNAL, _PS and _STATS on `dispatcher`.
-  void register_handlers(rpc::Dispatcher& dispatcher);
+  void register_handlers(rpc::ControlDispatcher& dispatcher);
 
   // The memory manager whose per-process pages `ps` shows and whose
   // counters `stats` reports. Call before serving; it must outlive the

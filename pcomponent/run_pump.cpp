@@ -65,7 +65,7 @@ void RunPump::stop() {
       if (*fd >= 0) ::close(*fd);
       *fd = -1;
     }
-    run->input.clear();  // their Responders answer EIO
+    run->input.clear();  // their ReplyTos answer EIO
   }
   m_runs.clear();
   m_watched.clear();
@@ -108,11 +108,11 @@ void RunPump::exited(std::shared_ptr<Run> run, ExitStatus status) {
   });
 }
 
-void RunPump::input(uint64_t id, wire::Bytes payload, size_t offset, bool eof,
-                    fabric::Responder responder) {
-  auto shared = std::make_shared<fabric::Responder>(std::move(responder));
-  auto data = std::make_shared<wire::Bytes>(std::move(payload));
-  post([this, id, data, offset, eof, shared] {
+void RunPump::input(uint64_t id, wire::Tail data, bool eof,
+                    rpc::ReplyTo<wire::Opcode::MON2P_STDIN> reply) {
+  auto shared = std::make_shared<rpc::ReplyTo<wire::Opcode::MON2P_STDIN>>(std::move(reply));
+  auto bytes = std::make_shared<wire::Tail>(std::move(data));
+  post([this, id, bytes, eof, shared] {
     auto it = m_runs.find(id);
     if (it == m_runs.end()) {
       shared->fail(make_error(ENOENT, "no run " + std::to_string(id) + " here"));
@@ -123,8 +123,8 @@ void RunPump::input(uint64_t id, wire::Bytes payload, size_t offset, bool eof,
       shared->fail(make_error(EPIPE, "the program no longer reads its stdin"));
       return;
     }
-    m_counters.input_bytes += data->size() - offset;
-    run.input.push_back(Run::Input{std::move(*data), offset, eof, shared});
+    m_counters.input_bytes += bytes->size();
+    run.input.push_back(Run::Input{std::move(*bytes), 0, eof, shared});
     write_input(run);
     update_watches(it->second);
   });
@@ -216,19 +216,19 @@ void RunPump::read_output(Run& run, Watch which) {
   }
   wire::P2ctlRunOutput head{};
   head.run = run.id;
-  head.length = static_cast<uint32_t>(n);
   head.stream = static_cast<uint8_t>(which == Watch::kOut ? wire::RunStream::kStdout
                                                           : wire::RunStream::kStderr);
+  // Copied once, into room behind the head, so that encoding moves it.
+  wire::Tail data = wire::Tail::with_room(sizeof(head), static_cast<size_t>(n));
+  std::memcpy(data.span().data(), buffer.data(), static_cast<size_t>(n));
   ++run.in_flight;
   ++m_counters.output_chunks;
   m_counters.output_bytes += static_cast<uint64_t>(n);
   std::shared_ptr<Run> shared = m_runs.at(run.id);
-  run.monitor->call_async(
-      wire::Opcode::P2MON_OUTPUT, run.vnode,
-      wire::encode(head, wire::ByteView(buffer.data(), static_cast<size_t>(n))),
-      m_options.output_timeout, [this, shared, which](Result<fabric::Message> reply) {
-        auto checked = rpc::check_reply(std::move(reply));
-        Result<void> answer = checked ? Result<void>() : Result<void>(std::move(checked).error());
+  rpc::call_async<wire::Opcode::P2MON_OUTPUT>(
+      *run.monitor, run.vnode, wire::RunOutputBody::of(head, std::move(data)),
+      m_options.output_timeout, [this, shared, which](Result<wire::Empty> reply) {
+        Result<void> answer = reply ? Result<void>() : Result<void>(std::move(reply).error());
         post([this, shared, which, answer = std::move(answer)]() mutable {
           output_answered(shared, which, std::move(answer));
         });
@@ -296,11 +296,11 @@ void RunPump::tick() {
 void RunPump::write_input(Run& run) {
   while (!run.input.empty() && run.in >= 0) {
     Run::Input& front = run.input.front();
-    while (front.offset < front.payload.size()) {
-      ssize_t n = ::write(run.in, front.payload.data() + front.offset,
-                          front.payload.size() - front.offset);
+    wire::ByteView data = front.data.view();
+    while (front.written < data.size()) {
+      ssize_t n = ::write(run.in, data.data() + front.written, data.size() - front.written);
       if (n > 0) {
-        front.offset += static_cast<size_t>(n);
+        front.written += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -313,7 +313,7 @@ void RunPump::write_input(Run& run) {
       return;
     }
     bool eof = front.eof;
-    front.responder->reply();
+    front.reply->reply(wire::Empty{});
     run.input.pop_front();
     if (eof) {
       close_fd(run, Watch::kIn);
@@ -323,7 +323,7 @@ void RunPump::write_input(Run& run) {
 }
 
 void RunPump::fail_input(Run& run, const Error& error) {
-  for (auto& pending : run.input) pending.responder->fail(error);
+  for (auto& pending : run.input) pending.reply->fail(error);
   run.input.clear();
 }
 
@@ -384,19 +384,16 @@ void RunPump::maybe_finish(const std::shared_ptr<Run>& run) {
   exit.signal = status.signal;
   exit.flags = status.core_dumped ? wire::kExitCoreDumped : 0;
   std::string_view note = std::string_view(status.note).substr(0, wire::kMaxExitText);
-  exit.text_length = static_cast<uint32_t>(note.size());
   log.debug("run {}: exit {} reported", run->id, status.code);
   // Forgotten first, so that the load is right by the time the monitor hears.
   if (m_finished) m_finished(run->id);
-  run->monitor->call_async(wire::Opcode::P2MON_EXIT, run->vnode,
-                           wire::encode(exit, wire::as_bytes(note)),
-                           m_options.exit_timeout, [id = run->id](Result<fabric::Message> reply) {
-                             auto checked = rpc::check_reply(std::move(reply));
-                             if (!checked && checked.error().code() != ENOENT) {
-                               log.info("run {}: exit not delivered: {}", id,
-                                        checked.error().text());
-                             }
-                           });
+  rpc::call_async<wire::Opcode::P2MON_EXIT>(
+      *run->monitor, run->vnode, wire::RunExitBody::of(exit, wire::Tail(note)),
+      m_options.exit_timeout, [id = run->id](Result<wire::Empty> reply) {
+        if (!reply && reply.error().code() != ENOENT) {
+          log.info("run {}: exit not delivered: {}", id, reply.error().text());
+        }
+      });
 }
 
 }  // namespace sk::pcomponent

@@ -41,6 +41,7 @@
 #include <unordered_map>
 
 #include "kernel/fabric/transport.h"
+#include "kernel/rpc/rpc.h"
 #include "kernel/wire/process_messages.h"
 #include "pcomponent/launcher.h"
 
@@ -77,10 +78,10 @@ class RunPump {
    private:
     friend class RunPump;
     struct Input {
-      wire::Bytes payload;
-      size_t offset = 0;  // next byte to write
+      wire::Tail data;
+      size_t written = 0;  // data's bytes written so far
       bool eof = false;
-      std::shared_ptr<fabric::Responder> responder;
+      std::shared_ptr<rpc::ReplyTo<wire::Opcode::MON2P_STDIN>> reply;
     };
     bool added = false;
     bool out_watched = false;
@@ -120,9 +121,9 @@ class RunPump {
   void add(std::shared_ptr<Run> run, std::function<void()> started);
   // Its program ended (the launcher's exit callback; may come before add()).
   void exited(std::shared_ptr<Run> run, ExitStatus status);
-  // MON2P_STDIN's data (payload[offset...]): written, then answered.
-  void input(uint64_t run, wire::Bytes payload, size_t offset, bool eof,
-             fabric::Responder responder);
+  // MON2P_STDIN's data: written, then answered.
+  void input(uint64_t run, wire::Tail data, bool eof,
+             rpc::ReplyTo<wire::Opcode::MON2P_STDIN> reply);
 
   const Counters& counters() const { return m_counters; }
 

@@ -4,6 +4,7 @@
 #include <future>
 
 #include "kernel/log.h"
+#include "kernel/wire/storage_body.h"
 
 namespace sk::pcomponent {
 
@@ -60,22 +61,30 @@ static int file_errno(int status) {
   return status;
 }
 
-template <typename Build>
-Result<wire::Bytes> StorageClient::call(Opcode opcode, VnodeId vnode, Retry retry, Duration timeout,
-                                        const Build& payload) {
+template <Opcode Op, typename Build>
+Result<wire::ReplyOf<Op>> StorageClient::call(VnodeId vnode, Retry retry, Duration timeout,
+                                              const Build& request) {
+  const Opcode opcode = Op;
   for (int attempt = 0;; ++attempt) {
     auto connection = TRY(this->connection());
+    auto payload = TRY(wire::body_encode(request()));
     std::promise<Result<fabric::Message>> promise;
     auto future = promise.get_future();
     connection->call_async(
-        opcode, vnode, payload(), timeout,
+        opcode, vnode, std::move(payload), timeout,
         [&promise](Result<fabric::Message> reply) { promise.set_value(std::move(reply)); });
     auto reply = future.get();
     if (reply) {
       if (reply->status() != 0) {
         return make_error(file_errno(reply->status()), wire::to_text(reply->payload));
       }
-      return std::move(reply->payload);
+      auto body = wire::body_decode<wire::ReplyOf<Op>>(std::move(reply->payload));
+      if (!body) {
+        return make_error(EIO, "bad reply to " +
+                                   std::string(wire::opcode_name(static_cast<uint16_t>(opcode))) +
+                                   ": " + body.error().text());
+      }
+      return body;
     }
     int code = reply.error().code();
     bool broke = connection_broke(code);
@@ -91,22 +100,6 @@ Result<wire::Bytes> StorageClient::call(Opcode opcode, VnodeId vnode, Retry retr
   }
 }
 
-// A reply that must be exactly one T; anything else is the sComponent's
-// fault, an I/O error to the program.
-template <typename T>
-static Result<T> reply_as(Result<wire::Bytes> reply) {
-  auto payload = TRY(std::move(reply));
-  auto decoded = wire::decode<T>(payload);
-  if (!decoded) return make_error(EIO, "bad reply: " + decoded.error().text());
-  return decoded;
-}
-
-static Result<void> empty_reply(Result<wire::Bytes> reply) {
-  auto payload = TRY(std::move(reply));
-  if (!payload.empty()) return make_error(EIO, "bad reply: unexpected payload");
-  return {};
-}
-
 static uint32_t length_of(std::string_view text) {
   return static_cast<uint32_t>(text.size());
 }
@@ -114,19 +107,18 @@ static uint32_t length_of(std::string_view text) {
 // A request that is a P2sPathRequest and a path.
 static auto path_request(std::string_view path, uint32_t flags = 0) {
   return [path, flags] {
-    return wire::encode_storage_request(wire::P2sPathRequest{length_of(path), flags}, path);
+    return wire::StorageBody<wire::P2sPathRequest>::make(
+        wire::P2sPathRequest{length_of(path), flags}, path);
   };
 }
 
 Result<wire::StorageStat> StorageClient::getattr(VnodeId vnode, std::string_view path) {
-  return reply_as<wire::StorageStat>(
-      call(Opcode::P2S_GETATTR, vnode, Retry::kIdempotent, m_timeout, path_request(path)));
+  return call<Opcode::P2S_GETATTR>(vnode, Retry::kIdempotent, m_timeout, path_request(path));
 }
 
 Result<wire::StorageStat> StorageClient::open(VnodeId vnode, std::string_view path,
                                               uint32_t flags) {
-  return reply_as<wire::StorageStat>(
-      call(Opcode::P2S_OPEN, vnode, Retry::kIdempotent, m_timeout, path_request(path, flags)));
+  return call<Opcode::P2S_OPEN>(vnode, Retry::kIdempotent, m_timeout, path_request(path, flags));
 }
 
 Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_t offset,
@@ -136,13 +128,14 @@ Result<size_t> StorageClient::read(VnodeId vnode, std::string_view path, uint64_
     uint32_t length =
         static_cast<uint32_t>(std::min<size_t>(into.size() - done, wire::kMaxStorageIo));
     wire::P2sReadRequest request{offset + done, length, length_of(path)};
-    auto payload = TRY(call(Opcode::P2S_READ, vnode, Retry::kIdempotent, m_timeout,
-                            [&] { return wire::encode_storage_request(request, path); }));
-    auto data = wire::decode_data_reply(payload);
-    if (!data || data->size() > length) return make_error(EIO, "bad reply to P2S_READ");
-    std::memcpy(into.data() + done, data->data(), data->size());
-    done += data->size();
-    if (data->size() < length) break;  // the end of the file
+    auto reply = TRY(call<Opcode::P2S_READ>(vnode, Retry::kIdempotent, m_timeout, [&] {
+      return wire::StorageBody<wire::P2sReadRequest>::make(request, path);
+    }));
+    wire::ByteView data = reply.tail.view();
+    if (data.size() > length) return make_error(EIO, "bad reply to P2S_READ");
+    std::memcpy(into.data() + done, data.data(), data.size());
+    done += data.size();
+    if (data.size() < length) break;  // the end of the file
   }
   return done;
 }
@@ -158,10 +151,9 @@ Result<wire::P2sWriteReply> StorageClient::write(VnodeId vnode, std::string_view
                               std::min<size_t>(data.size() - total.written, wire::kMaxStorageIo));
     wire::P2sWriteRequest request{offset + total.written, static_cast<uint32_t>(piece.size()),
                                   length_of(path), flags, 0};
-    auto reply =
-        TRY(reply_as<wire::P2sWriteReply>(call(Opcode::P2S_WRITE, vnode, retry, m_timeout, [&] {
-          return wire::encode_storage_request(request, path, {}, piece);
-        })));
+    auto reply = TRY(call<Opcode::P2S_WRITE>(vnode, retry, m_timeout, [&] {
+      return wire::StorageBody<wire::P2sWriteRequest>::make(request, path, {}, piece);
+    }));
     if (reply.written > piece.size()) return make_error(EIO, "bad reply to P2S_WRITE");
     total.written += reply.written;
     total.size = reply.size;
@@ -174,60 +166,61 @@ static auto make_request(std::string_view path, uint32_t mode, uint32_t flags, u
                          uint32_t gid, uint64_t rdev = 0, std::string_view target = {}) {
   return [=] {
     wire::P2sMakeRequest request{rdev, mode, flags, uid, gid, length_of(path), length_of(target)};
-    return wire::encode_storage_request(request, path, target);
+    return wire::StorageBody<wire::P2sMakeRequest>::make(request, path, target);
   };
 }
 
 Result<wire::StorageStat> StorageClient::create(VnodeId vnode, std::string_view path, uint32_t mode,
                                                 uint32_t flags, uint32_t uid, uint32_t gid) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_CREATE, vnode, Retry::kNo, m_timeout,
-                                          make_request(path, mode, flags, uid, gid)));
+  return call<Opcode::P2S_CREATE>(vnode, Retry::kNo, m_timeout,
+                                  make_request(path, mode, flags, uid, gid));
 }
 
 Result<wire::StorageStat> StorageClient::mkdir(VnodeId vnode, std::string_view path, uint32_t mode,
                                                uint32_t uid, uint32_t gid) {
-  return reply_as<wire::StorageStat>(
-      call(Opcode::P2S_MKDIR, vnode, Retry::kNo, m_timeout, make_request(path, mode, 0, uid, gid)));
+  return call<Opcode::P2S_MKDIR>(vnode, Retry::kNo, m_timeout,
+                                 make_request(path, mode, 0, uid, gid));
 }
 
 Result<wire::StorageStat> StorageClient::mknod(VnodeId vnode, std::string_view path, uint32_t mode,
                                                uint64_t rdev, uint32_t uid, uint32_t gid) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_MKNOD, vnode, Retry::kNo, m_timeout,
-                                          make_request(path, mode, 0, uid, gid, rdev)));
+  return call<Opcode::P2S_MKNOD>(vnode, Retry::kNo, m_timeout,
+                                 make_request(path, mode, 0, uid, gid, rdev));
 }
 
 Result<wire::StorageStat> StorageClient::symlink(VnodeId vnode, std::string_view path,
                                                  std::string_view target, uint32_t uid,
                                                  uint32_t gid) {
-  return reply_as<wire::StorageStat>(call(Opcode::P2S_SYMLINK, vnode, Retry::kNo, m_timeout,
-                                          make_request(path, 0, 0, uid, gid, 0, target)));
+  return call<Opcode::P2S_SYMLINK>(vnode, Retry::kNo, m_timeout,
+                                   make_request(path, 0, 0, uid, gid, 0, target));
 }
 
 static auto two_path_request(std::string_view path, std::string_view second, uint32_t flags) {
   return [=] {
     wire::P2sTwoPathRequest request{length_of(path), length_of(second), flags, 0};
-    return wire::encode_storage_request(request, path, second);
+    return wire::StorageBody<wire::P2sTwoPathRequest>::make(request, path, second);
   };
 }
 
 Result<wire::StorageStat> StorageClient::link(VnodeId vnode, std::string_view path,
                                               std::string_view new_path) {
-  return reply_as<wire::StorageStat>(
-      call(Opcode::P2S_LINK, vnode, Retry::kNo, m_timeout, two_path_request(path, new_path, 0)));
+  return call<Opcode::P2S_LINK>(vnode, Retry::kNo, m_timeout, two_path_request(path, new_path, 0));
 }
 
 Result<void> StorageClient::unlink(VnodeId vnode, std::string_view path) {
-  return empty_reply(call(Opcode::P2S_UNLINK, vnode, Retry::kNo, m_timeout, path_request(path)));
+  TRY(call<Opcode::P2S_UNLINK>(vnode, Retry::kNo, m_timeout, path_request(path)));
+  return {};
 }
 
 Result<void> StorageClient::rmdir(VnodeId vnode, std::string_view path) {
-  return empty_reply(call(Opcode::P2S_RMDIR, vnode, Retry::kNo, m_timeout, path_request(path)));
+  TRY(call<Opcode::P2S_RMDIR>(vnode, Retry::kNo, m_timeout, path_request(path)));
+  return {};
 }
 
 Result<void> StorageClient::rename(VnodeId vnode, std::string_view from, std::string_view to,
                                    uint32_t flags) {
-  return empty_reply(
-      call(Opcode::P2S_RENAME, vnode, Retry::kNo, m_timeout, two_path_request(from, to, flags)));
+  TRY(call<Opcode::P2S_RENAME>(vnode, Retry::kNo, m_timeout, two_path_request(from, to, flags)));
+  return {};
 }
 
 Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode, std::string_view path) {
@@ -235,14 +228,12 @@ Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode, std::s
   uint64_t cookie = 0;
   for (;;) {
     wire::P2sReaddirRequest request{cookie, wire::kMaxReaddirBytes, length_of(path)};
-    auto payload = TRY(call(Opcode::P2S_READDIR, vnode, Retry::kIdempotent, m_timeout,
-                            [&] { return wire::encode_storage_request(request, path); }));
-    auto decoded = wire::decode_with_tail<wire::P2sReaddirReply>(payload);
-    if (!decoded) return make_error(EIO, "bad reply to P2S_READDIR");
-    auto [header, tail] = *decoded;
-    auto batch = wire::decode_dirents(tail, header.count);
+    auto listing = TRY(call<Opcode::P2S_READDIR>(vnode, Retry::kIdempotent, m_timeout, [&] {
+      return wire::StorageBody<wire::P2sReaddirRequest>::make(request, path);
+    }));
+    auto batch = listing.list();
     if (!batch) return make_error(EIO, "bad reply to P2S_READDIR: " + batch.error().text());
-    bool end = header.flags & wire::kReaddirEnd;
+    bool end = listing.head.flags & wire::kReaddirEnd;
     if (batch->empty() && !end) return make_error(EIO, "P2S_READDIR made no progress");
     for (auto& entry : *batch) entries.push_back(std::move(entry));
     if (end) return entries;
@@ -251,29 +242,27 @@ Result<std::vector<wire::DirEntry>> StorageClient::readdir(VnodeId vnode, std::s
 }
 
 Result<std::string> StorageClient::readlink(VnodeId vnode, std::string_view path) {
-  auto payload =
-      TRY(call(Opcode::P2S_READLINK, vnode, Retry::kIdempotent, m_timeout, path_request(path)));
-  auto target = wire::decode_data_reply(payload);
-  if (!target) return make_error(EIO, "bad reply to P2S_READLINK");
-  return wire::to_text(*target);
+  auto target =
+      TRY(call<Opcode::P2S_READLINK>(vnode, Retry::kIdempotent, m_timeout, path_request(path)));
+  return std::string(target.tail.text());
 }
 
 Result<wire::StorageStat> StorageClient::setattr(VnodeId vnode, std::string_view path,
                                                  wire::P2sSetattrRequest request) {
   request.path_length = length_of(path);
-  return reply_as<wire::StorageStat>(
-      call(Opcode::P2S_SETATTR, vnode, Retry::kIdempotent, m_timeout,
-           [&] { return wire::encode_storage_request(request, path); }));
+  return call<Opcode::P2S_SETATTR>(vnode, Retry::kIdempotent, m_timeout, [&] {
+    return wire::StorageBody<wire::P2sSetattrRequest>::make(request, path);
+  });
 }
 
 Result<void> StorageClient::fsync(VnodeId vnode, std::string_view path, bool data_only) {
-  return empty_reply(call(Opcode::P2S_FSYNC, vnode, Retry::kIdempotent, kFsyncTimeout,
-                          path_request(path, data_only ? wire::kFsyncData : 0)));
+  TRY(call<Opcode::P2S_FSYNC>(vnode, Retry::kIdempotent, kFsyncTimeout,
+                              path_request(path, data_only ? wire::kFsyncData : 0)));
+  return {};
 }
 
 Result<wire::StorageStatfs> StorageClient::statfs(VnodeId vnode) {
-  return reply_as<wire::StorageStatfs>(
-      call(Opcode::P2S_STATFS, vnode, Retry::kIdempotent, m_timeout, path_request("/")));
+  return call<Opcode::P2S_STATFS>(vnode, Retry::kIdempotent, m_timeout, path_request("/"));
 }
 
 }  // namespace sk::pcomponent

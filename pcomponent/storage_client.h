@@ -31,6 +31,7 @@
 #include "kernel/fabric/transport.h"
 #include "kernel/node.h"
 #include "kernel/result.h"
+#include "kernel/wire/message_list.h"
 #include "kernel/wire/storage_messages.h"
 
 namespace sk::pcomponent {
@@ -84,9 +85,11 @@ class StorageClient {
 
   // Sends the request built by `payload` (built again for a retry) and
   // returns the reply payload; see the top of the file for the errors.
-  template <typename Build>
-  Result<wire::Bytes> call(wire::Opcode opcode, VnodeId vnode, Retry retry, Duration timeout,
-                           const Build& payload);
+  // `request()` builds Op's request body (once per attempt); a reply that
+  // is not Op's reply body is EIO.
+  template <wire::Opcode Op, typename Build>
+  Result<wire::ReplyOf<Op>> call(VnodeId vnode, Retry retry, Duration timeout,
+                                 const Build& request);
   Result<std::shared_ptr<fabric::Connection>> connection();
   void forget(const std::shared_ptr<fabric::Connection>& broken);
 

@@ -42,20 +42,6 @@ Result<fabric::Connection*> FabricMonitorClient::connection() {
   return m_connection.get();
 }
 
-Result<fabric::Message> FabricMonitorClient::call(wire::Opcode opcode, wire::ByteView payload,
-                                                  Duration timeout) {
-  fabric::Connection* connection = TRY(this->connection());
-  auto reply = connection->call(opcode, kNoVnode, payload, timeout);
-  if (!reply) return transport_error(reply.error(), timeout);
-  fabric::Message message = std::move(reply).value();
-  if (message.status() != 0) {
-    int code = message.status() > 0 ? message.status() : EPROTO;
-    std::string text = wire::to_text(message.payload);
-    return make_error(code, text.empty() ? std::string(std::strerror(code)) : text);
-  }
-  return message;
-}
-
 // The transport's own failures: say what they mean for the user.
 Error FabricMonitorClient::transport_error(const Error& error, Duration timeout) const {
   int code = error.code();
@@ -75,18 +61,26 @@ static Error bad_reply(const Error& error) {
   return make_error(error.code(), "bad reply from the monitor: " + error.message());
 }
 
-template <typename R>
-static Result<std::vector<R>> decode_list(const fabric::Message& message) {
-  auto head = wire::decode_with_tail<wire::Ctl2monListReply>(message.payload);
-  if (!head) return bad_reply(head.error());
-  auto records = wire::decode_records<R>(head->second, head->first.count);
-  if (!records) return bad_reply(records.error());
-  return std::move(records).value();
+template <wire::Opcode Op>
+Result<wire::ReplyOf<Op>> FabricMonitorClient::call(wire::RequestOf<Op> request, Duration timeout) {
+  fabric::Connection* connection = TRY(this->connection());
+  auto payload = TRY(wire::body_encode(std::move(request)));
+  auto reply = connection->call(Op, kNoVnode, payload, timeout);
+  if (!reply) return transport_error(reply.error(), timeout);
+  fabric::Message message = std::move(reply).value();
+  if (message.status() != 0) {
+    int code = message.status() > 0 ? message.status() : EPROTO;
+    std::string text = wire::to_text(message.payload);
+    return make_error(code, text.empty() ? std::string(std::strerror(code)) : text);
+  }
+  auto body = wire::body_decode<wire::ReplyOf<Op>>(std::move(message.payload));
+  if (!body) return bad_reply(body.error());
+  return body;
 }
 
 Result<std::vector<wire::NodeRecord>> FabricMonitorClient::nodes() {
-  auto reply = TRY(call(wire::Opcode::CTL2MON_NODES, {}, kQueryTimeout));
-  return decode_list<wire::NodeRecord>(reply);
+  auto list = TRY(call<wire::Opcode::CTL2MON_NODES>(wire::Empty{}, kQueryTimeout));
+  return std::move(list.records);
 }
 
 Result<wire::VnodeRecord> FabricMonitorClient::vnode_create(std::string_view name,
@@ -100,23 +94,19 @@ Result<wire::VnodeRecord> FabricMonitorClient::vnode_create(std::string_view nam
   // FixedString::set() truncates, so the names are checked before they go.
   TRY(wire::validate_vnode_name(name));
   TRY(request.validate());
-  auto reply =
-      TRY(call(wire::Opcode::CTL2MON_VNODE_CREATE, wire::as_bytes(request), kChangeTimeout));
-  auto record = wire::decode<wire::VnodeRecord>(reply.payload);
-  if (!record) return bad_reply(record.error());
-  return record.value();
+  return call<wire::Opcode::CTL2MON_VNODE_CREATE>(request, kChangeTimeout);
 }
 
 Result<std::vector<wire::VnodeRecord>> FabricMonitorClient::vnode_list() {
-  auto reply = TRY(call(wire::Opcode::CTL2MON_VNODE_LIST, {}, kQueryTimeout));
-  return decode_list<wire::VnodeRecord>(reply);
+  auto list = TRY(call<wire::Opcode::CTL2MON_VNODE_LIST>(wire::Empty{}, kQueryTimeout));
+  return std::move(list.records);
 }
 
 Result<void> FabricMonitorClient::vnode_destroy(std::string_view name) {
   TRY(wire::validate_vnode_name(name));
   wire::Ctl2monVnodeDestroyRequest request{};
   request.name.set(name);
-  TRY(call(wire::Opcode::CTL2MON_VNODE_DESTROY, wire::as_bytes(request), kChangeTimeout));
+  TRY(call<wire::Opcode::CTL2MON_VNODE_DESTROY>(request, kChangeTimeout));
   return {};
 }
 
@@ -124,17 +114,13 @@ Result<ProcessListing> FabricMonitorClient::ps(std::string_view vnode) {
   wire::Ctl2monPsRequest request{};
   if (!vnode.empty()) TRY(wire::validate_vnode_name(vnode));
   request.vnode_name.set(vnode);
-  auto reply = TRY(call(wire::Opcode::CTL2MON_PS, wire::as_bytes(request), kClusterQueryTimeout));
-  auto list = wire::decode_cluster_list<wire::ProcessRecord>(reply.payload);
-  if (!list) return bad_reply(list.error());
-  return ProcessListing{std::move(list->second), list->first.unanswered};
+  auto list = TRY(call<wire::Opcode::CTL2MON_PS>(request, kClusterQueryTimeout));
+  return ProcessListing{std::move(list.records), list.head.unanswered};
 }
 
 Result<StatsListing> FabricMonitorClient::stats() {
-  auto reply = TRY(call(wire::Opcode::CTL2MON_STATS, {}, kClusterQueryTimeout));
-  auto list = wire::decode_cluster_list<wire::StatRecord>(reply.payload);
-  if (!list) return bad_reply(list.error());
-  return StatsListing{std::move(list->second), list->first.unanswered};
+  auto list = TRY(call<wire::Opcode::CTL2MON_STATS>(wire::Empty{}, kClusterQueryTimeout));
+  return StatsListing{std::move(list.records), list.head.unanswered};
 }
 
 }  // namespace sk::console

@@ -127,14 +127,18 @@ class FabricMonitorClient final : public MonitorClient {
   void register_run_handlers();
   std::shared_ptr<RunSession> session();
   Result<fabric::Connection*> connection();
-  Result<fabric::Message> call(wire::Opcode opcode, wire::ByteView payload, Duration timeout);
+  // Sends Op's request to the monitor and decodes its reply; the
+  // transport's failures, the monitor's errors and a malformed reply each
+  // become an Error that says which it was.
+  template <wire::Opcode Op>
+  Result<wire::ReplyOf<Op>> call(wire::RequestOf<Op> request, Duration timeout);
   Error transport_error(const Error& error, Duration timeout) const;
 
   Address m_monitor;
   std::string m_fabric;
   // Serves the monitor's MON2CTL_ requests (a run's output and exit) on the
   // connection; they go to the current run.
-  rpc::Dispatcher m_dispatcher{"splitctl"};
+  rpc::ControlDispatcher m_dispatcher{"splitctl"};
   std::mutex m_session_mutex;  // guards m_session
   std::shared_ptr<RunSession> m_session;
   std::unique_ptr<fabric::Transport> m_transport;

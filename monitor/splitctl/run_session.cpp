@@ -25,6 +25,7 @@
 #include <deque>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "kernel/log.h"
 #include "kernel/unique_fd.h"
@@ -91,6 +92,8 @@ Result<void> write_all(int fd, wire::ByteView data) {
 
 class FabricMonitorClient::RunSession {
  public:
+  using OutputReply = rpc::ReplyTo<wire::Opcode::MON2CTL_OUTPUT>;
+
   RunSession(RunStdio stdio, std::string monitor)
       : m_stdio(stdio), m_monitor(std::move(monitor)) {}
 
@@ -145,47 +148,34 @@ class FabricMonitorClient::RunSession {
     notify(m_event.get());
   }
 
-  void on_output(rpc::Message request, rpc::Responder responder) {
-    auto decoded =
-        wire::decode_sized<wire::P2ctlRunOutput>(request.payload, &wire::P2ctlRunOutput::length);
-    if (!decoded) {
-      responder.fail(decoded.error());
-      return;
-    }
+  void on_output(wire::RunOutputBody output, OutputReply reply) {
     {
       std::lock_guard lock(m_mutex);
       // The run's id is known before its output (the monitor answers the
       // start first), but a stray message of an earlier run is refused.
-      if (m_run != 0 && decoded->first.run != m_run) {
-        responder.fail(make_error(ENOENT, "no such run here"));
+      if (m_run != 0 && output.head.run != m_run) {
+        reply.fail(make_error(ENOENT, "no such run here"));
         return;
       }
       Item item;
       item.kind = Item::kOutput;
-      item.stream = decoded->first.stream;
-      item.offset = sizeof(wire::P2ctlRunOutput);
-      item.payload = std::move(request.payload);
-      item.responder = std::make_shared<rpc::Responder>(std::move(responder));
+      item.stream = output.head.stream;
+      item.data = std::move(output.tail);
+      item.reply = std::make_shared<OutputReply>(std::move(reply));
       m_items.push_back(std::move(item));
     }
     m_wake.notify_all();
   }
 
-  void on_exit(rpc::Message request, rpc::Responder responder) {
-    auto decoded =
-        wire::decode_sized<wire::P2ctlRunExit>(request.payload, &wire::P2ctlRunExit::text_length);
-    if (!decoded) {
-      responder.fail(decoded.error());
-      return;
-    }
-    responder.reply();
+  void on_exit(const wire::RunExitBody& exit, rpc::ReplyTo<wire::Opcode::MON2CTL_EXIT> reply) {
+    reply.reply(wire::Empty{});
     {
       std::lock_guard lock(m_mutex);
-      if (m_run != 0 && decoded->first.run != m_run) return;
+      if (m_run != 0 && exit.head.run != m_run) return;
       Item item;
       item.kind = Item::kExit;
-      item.exit = decoded->first;
-      item.text = wire::to_text(decoded->second);
+      item.exit = exit.head;
+      item.text = std::string(exit.tail.text());
       m_items.push_back(std::move(item));
     }
     m_wake.notify_all();
@@ -268,9 +258,8 @@ class FabricMonitorClient::RunSession {
   struct Item {
     enum Kind { kOutput, kExit, kLost } kind = kOutput;
     uint8_t stream = 0;
-    rpc::Bytes payload;  // the whole message; the data starts at `offset`
-    size_t offset = 0;
-    std::shared_ptr<rpc::Responder> responder;
+    wire::Tail data;
+    std::shared_ptr<OutputReply> reply;
     wire::P2ctlRunExit exit{};
     std::string text;
   };
@@ -283,14 +272,12 @@ class FabricMonitorClient::RunSession {
     }
     message.signo = signo;
     log.debug("forwarding signal {} to run {}", signo, message.run);
-    connection.call_async(wire::Opcode::CTL2MON_SIGNAL, kNoVnode, wire::encode(message),
-                          kSignalTimeout, [signo](Result<rpc::Message> reply) {
-                            auto checked = rpc::check_reply(std::move(reply));
-                            if (!checked && checked.error().code() != ENOENT) {
-                              log.warn("could not forward signal {}: {}", signo,
-                                       checked.error().message());
-                            }
-                          });
+    rpc::call_async<wire::Opcode::CTL2MON_SIGNAL>(
+        connection, kNoVnode, message, kSignalTimeout, [signo](Result<wire::Empty> reply) {
+          if (!reply && reply.error().code() != ENOENT) {
+            log.warn("could not forward signal {}: {}", signo, reply.error().message());
+          }
+        });
   }
 
   void write_loop() {
@@ -307,15 +294,14 @@ class FabricMonitorClient::RunSession {
         case Item::kOutput: {
           int fd = item.stream == static_cast<uint8_t>(wire::RunStream::kStderr) ? m_stdio.err
                                                                                    : m_stdio.out;
-          auto data = wire::ByteView(item.payload).subspan(item.offset);
-          auto written = write_all(fd, data);
+          auto written = write_all(fd, item.data.view());
           if (written) {
-            item.responder->reply();
+            item.reply->reply(wire::Empty{});
           } else {
             // EPIPE: our reader went away (`splitctl run ... | head`); the
             // pComponent then sends the program SIGPIPE.
-            item.responder->fail(make_error(written.error().code(), "the console's output: " +
-                                                                        written.error().text()));
+            item.reply->fail(make_error(written.error().code(),
+                                        "the console's output: " + written.error().text()));
           }
           break;
         }
@@ -360,11 +346,12 @@ class FabricMonitorClient::RunSession {
       size_t length = n > 0 ? static_cast<size_t>(n) : 0;
       wire::Ctl2pRunInput input{};
       input.run = run;
-      input.length = static_cast<uint32_t>(length);
       input.flags = length == 0 ? wire::kInputEof : 0;
-      auto sent = send_and_wait(*connection, wire::Opcode::CTL2MON_STDIN,
-                                wire::encode(input, wire::ByteView(buffer.data(), length)),
-                                kStdinTimeout);
+      // Copied once, into room behind the head, so that encoding moves it.
+      wire::Tail data = wire::Tail::with_room(sizeof(input), length);
+      std::memcpy(data.span().data(), buffer.data(), length);
+      auto sent = send_and_wait<wire::Opcode::CTL2MON_STDIN>(
+          *connection, wire::RunInputBody::of(input, std::move(data)), kStdinTimeout);
       if (!sent) {
         // EPIPE: the program no longer reads its stdin; anything else: the
         // run is ending. Either way there is nobody to send more to.
@@ -375,23 +362,25 @@ class FabricMonitorClient::RunSession {
     }
   }
 
-  // Sends a request and waits for its answer, or until stop().
-  Result<void> send_and_wait(fabric::Connection& connection, wire::Opcode opcode,
-                             rpc::Bytes payload, Duration timeout) {
-    auto answer = std::make_shared<std::optional<Result<rpc::Message>>>();
-    connection.call_async(opcode, kNoVnode, std::move(payload), timeout,
-                          [this, answer](Result<rpc::Message> reply) {
-                            {
-                              std::lock_guard lock(m_mutex);
-                              answer->emplace(std::move(reply));
-                            }
-                            m_wake.notify_all();
-                          });
+  // Sends a request (of an opcode with an empty reply) and waits for its
+  // answer, or until stop().
+  template <wire::Opcode Op>
+  Result<void> send_and_wait(fabric::Connection& connection, wire::RequestOf<Op> request,
+                             Duration timeout) {
+    static_assert(std::is_same_v<wire::ReplyOf<Op>, wire::Empty>);
+    auto answer = std::make_shared<std::optional<Result<wire::Empty>>>();
+    rpc::call_async<Op>(connection, kNoVnode, std::move(request), timeout,
+                        [this, answer](Result<wire::Empty> reply) {
+                          {
+                            std::lock_guard lock(m_mutex);
+                            answer->emplace(std::move(reply));
+                          }
+                          m_wake.notify_all();
+                        });
     std::unique_lock lock(m_mutex);
     m_wake.wait(lock, [&] { return m_stopping || answer->has_value(); });
     if (!answer->has_value()) return make_error(ECANCELED, "stopping");
-    auto checked = rpc::check_reply(std::move(**answer));
-    if (!checked) return std::move(checked).error();
+    if (!**answer) return (*answer)->error();
     return {};
   }
 
@@ -420,22 +409,22 @@ std::shared_ptr<FabricMonitorClient::RunSession> FabricMonitorClient::session() 
 }
 
 void FabricMonitorClient::register_run_handlers() {
-  m_dispatcher.on_async(wire::Opcode::MON2CTL_OUTPUT,
-                        [this](rpc::Message request, rpc::Responder responder) {
-                          if (auto current = session()) {
-                            current->on_output(std::move(request), std::move(responder));
-                          } else {
-                            responder.fail(make_error(ENOENT, "no run in progress"));
-                          }
-                        });
-  m_dispatcher.on_async(wire::Opcode::MON2CTL_EXIT,
-                        [this](rpc::Message request, rpc::Responder responder) {
-                          if (auto current = session()) {
-                            current->on_exit(std::move(request), std::move(responder));
-                          } else {
-                            responder.fail(make_error(ENOENT, "no run in progress"));
-                          }
-                        });
+  m_dispatcher.on_deferred<wire::Opcode::MON2CTL_OUTPUT>(
+      [this](wire::RunOutputBody output, rpc::Message, RunSession::OutputReply reply) {
+        if (auto current = session()) {
+          current->on_output(std::move(output), std::move(reply));
+        } else {
+          reply.fail(make_error(ENOENT, "no run in progress"));
+        }
+      });
+  m_dispatcher.on_deferred<wire::Opcode::MON2CTL_EXIT>(
+      [this](wire::RunExitBody exit, rpc::Message, rpc::ReplyTo<wire::Opcode::MON2CTL_EXIT> reply) {
+        if (auto current = session()) {
+          current->on_exit(exit, std::move(reply));
+        } else {
+          reply.fail(make_error(ENOENT, "no run in progress"));
+        }
+      });
 }
 
 Result<RunOutcome> FabricMonitorClient::run(const RunSpec& spec, const RunStdio& stdio) {

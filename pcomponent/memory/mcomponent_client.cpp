@@ -2,6 +2,7 @@
 #include "pcomponent/memory/mcomponent_client.h"
 
 #include <condition_variable>
+#include <cstring>
 #include <optional>
 
 #include "kernel/log.h"
@@ -54,9 +55,12 @@ void McomponentClient::forget(const std::shared_ptr<fabric::Connection>& broken)
   }
 }
 
-Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, VnodeId vnode,
-                                                            std::vector<wire::Bytes> payloads,
-                                                            Lane lane) {
+template <Opcode Op>
+Result<std::vector<wire::ReplyOf<Op>>> McomponentClient::call_all(
+    VnodeId vnode, std::vector<wire::RequestOf<Op>> requests, Lane lane) {
+  std::vector<wire::Bytes> payloads;
+  payloads.reserve(requests.size());
+  for (auto& request : requests) payloads.push_back(TRY(wire::body_encode(std::move(request))));
   auto connection = TRY(this->connection(lane));
   struct State {
     std::mutex mutex;
@@ -68,7 +72,7 @@ Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, Vnode
   state->waiting = payloads.size();
   state->replies.resize(payloads.size());
   for (size_t i = 0; i < payloads.size(); ++i) {
-    connection->call_async(opcode, vnode, std::move(payloads[i]), m_timeout,
+    connection->call_async(Op, vnode, std::move(payloads[i]), m_timeout,
                            [state, i](Result<fabric::Message> reply) {
                              std::lock_guard lock(state->mutex);
                              state->replies[i] = std::move(reply);
@@ -77,9 +81,9 @@ Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, Vnode
   }
   std::unique_lock lock(state->mutex);
   state->done.wait(lock, [&] { return state->waiting == 0; });
-  std::vector<wire::Bytes> results;
+  std::vector<wire::ReplyOf<Op>> results;
   results.reserve(state->replies.size());
-  std::string what(wire::opcode_name(static_cast<uint16_t>(opcode)));
+  std::string what(wire::opcode_name(static_cast<uint16_t>(Op)));
   for (auto& reply : state->replies) {
     if (!reply->ok()) {
       // The transport's error: the mComponent is gone or unreachable.
@@ -90,84 +94,79 @@ Result<std::vector<wire::Bytes>> McomponentClient::call_all(Opcode opcode, Vnode
     if (message.status() != 0) {
       return make_error(message.status(), name() + ": " + wire::to_text(message.payload));
     }
-    results.push_back(std::move(message.payload));
+    auto body = wire::body_decode<wire::ReplyOf<Op>>(std::move(message.payload));
+    if (!body) return make_error(EIO, "bad reply from " + name() + ": " + body.error().text());
+    results.push_back(std::move(body).value());
   }
   return results;
 }
 
-static Result<uint64_t> mm_of(Result<std::vector<wire::Bytes>> replies, const std::string& who) {
-  auto payloads = TRY(std::move(replies));
-  auto reply = wire::decode<wire::P2mMmCreateReply>(payloads.at(0));
-  if (!reply) return make_error(EIO, "bad reply from " + who + ": " + reply.error().text());
-  return reply->mm;
-}
-
 Result<uint64_t> McomponentClient::create_mm(VnodeId vnode) {
-  std::vector<wire::Bytes> payloads(1);
-  return mm_of(call_all(Opcode::P2M_MM_CREATE, vnode, std::move(payloads)), name());
+  auto replies = TRY(call_all<Opcode::P2M_MM_CREATE>(vnode, {wire::Empty{}}));
+  return replies.at(0).mm;
 }
 
 Result<uint64_t> McomponentClient::fork_mm(VnodeId vnode, uint64_t mm) {
-  std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::P2mMmForkRequest{mm}));
-  return mm_of(call_all(Opcode::P2M_MM_FORK, vnode, std::move(payloads)), name());
+  auto replies = TRY(call_all<Opcode::P2M_MM_FORK>(vnode, {wire::P2mMmForkRequest{mm}}));
+  return replies.at(0).mm;
 }
 
 Result<void> McomponentClient::free_mm(VnodeId vnode, uint64_t mm) {
-  std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::P2mMmFreeRequest{mm}));
-  TRY(call_all(Opcode::P2M_MM_FREE, vnode, std::move(payloads)));
+  TRY(call_all<Opcode::P2M_MM_FREE>(vnode, {wire::P2mMmFreeRequest{mm}}));
   return {};
 }
 
 Result<wire::Bytes> McomponentClient::read(VnodeId vnode, uint64_t mm, uint64_t address,
                                            uint32_t count) {
-  std::vector<wire::Bytes> payloads;
-  payloads.push_back(wire::encode(wire::P2mPageRange{mm, address, count, 0}));
-  auto replies = TRY(call_all(Opcode::P2M_PAGE_READ, vnode, std::move(payloads), kFaults));
-  if (replies.at(0).size() != static_cast<size_t>(count) * wire::kPageSize) {
-    return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(replies[0].size()) +
+  auto replies = TRY(
+      call_all<Opcode::P2M_PAGE_READ>(vnode, {wire::P2mPageRange{mm, address, count, 0}}, kFaults));
+  wire::Tail& pages = replies.at(0).bytes;
+  if (pages.size() != static_cast<size_t>(count) * wire::kPageSize) {
+    return make_error(EIO, "bad reply from " + name() + ": " + std::to_string(pages.size()) +
                                " bytes for " + std::to_string(count) + " pages");
   }
-  return std::move(replies[0]);
+  return std::move(pages).take();
 }
 
 Result<void> McomponentClient::write(VnodeId vnode, uint64_t mm, std::span<const Run> runs) {
   if (runs.empty()) return {};
-  std::vector<wire::Bytes> payloads;
-  payloads.reserve(runs.size());
+  std::vector<wire::Tailed<wire::P2mPageRange>> requests;
+  requests.reserve(runs.size());
   for (const Run& run : runs) {
-    payloads.push_back(wire::encode(wire::P2mPageRange{mm, run.address, run.count, 0}, run.data));
+    // Copied once, into room behind the head, so that encoding moves it.
+    wire::Tail pages = wire::Tail::with_room(sizeof(wire::P2mPageRange), run.data.size());
+    std::memcpy(pages.span().data(), run.data.data(), run.data.size());
+    requests.push_back({wire::P2mPageRange{mm, run.address, run.count, 0}, std::move(pages)});
   }
-  TRY(call_all(Opcode::P2M_PAGE_WRITE, vnode, std::move(payloads)));
+  TRY(call_all<Opcode::P2M_PAGE_WRITE>(vnode, std::move(requests)));
   return {};
 }
 
 Result<void> McomponentClient::free(VnodeId vnode, uint64_t mm, uint64_t address, uint64_t pages) {
-  std::vector<wire::Bytes> payloads;
+  std::vector<wire::P2mPageRange> requests;
   while (pages > 0) {
     uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMessage));
-    payloads.push_back(wire::encode(wire::P2mPageRange{mm, address, count, 0}));
+    requests.push_back(wire::P2mPageRange{mm, address, count, 0});
     address += uint64_t{count} * wire::kPageSize;
     pages -= count;
   }
-  if (payloads.empty()) return {};
-  TRY(call_all(Opcode::P2M_PAGE_FREE, vnode, std::move(payloads)));
+  if (requests.empty()) return {};
+  TRY(call_all<Opcode::P2M_PAGE_FREE>(vnode, std::move(requests)));
   return {};
 }
 
 Result<void> McomponentClient::move(VnodeId vnode, uint64_t mm, uint64_t from, uint64_t to,
                                     uint64_t pages) {
-  std::vector<wire::Bytes> payloads;
+  std::vector<wire::P2mPageMoveRequest> requests;
   while (pages > 0) {
     uint32_t count = static_cast<uint32_t>(std::min<uint64_t>(pages, wire::kMaxPagesPerMove));
-    payloads.push_back(wire::encode(wire::P2mPageMoveRequest{mm, from, to, count, 0}));
+    requests.push_back(wire::P2mPageMoveRequest{mm, from, to, count, 0});
     from += uint64_t{count} * wire::kPageSize;
     to += uint64_t{count} * wire::kPageSize;
     pages -= count;
   }
-  if (payloads.empty()) return {};
-  TRY(call_all(Opcode::P2M_PAGE_MOVE, vnode, std::move(payloads)));
+  if (requests.empty()) return {};
+  TRY(call_all<Opcode::P2M_PAGE_MOVE>(vnode, std::move(requests)));
   return {};
 }
 

@@ -33,6 +33,7 @@
 #include "kernel/node.h"
 #include "kernel/result.h"
 #include "kernel/wire/codec.h"
+#include "kernel/wire/message_list.h"
 
 namespace sk::pcomponent::memory {
 
@@ -67,10 +68,13 @@ class McomponentClient {
 
  private:
   enum Lane { kBulk = 0, kFaults = 1 };
-  // Sends every payload, waits for every reply; the first error wins.
-  Result<std::vector<wire::Bytes>> call_all(wire::Opcode opcode, VnodeId vnode,
-                                            std::vector<wire::Bytes> payloads,
-                                            Lane lane = kBulk);
+  // Sends every request, waits for every reply; the first error wins: the
+  // transport's as EIO (and the connection is dropped), the mComponent's
+  // with its status, a malformed reply as EIO.
+  template <wire::Opcode Op>
+  Result<std::vector<wire::ReplyOf<Op>>> call_all(VnodeId vnode,
+                                                  std::vector<wire::RequestOf<Op>> requests,
+                                                  Lane lane = kBulk);
   Result<std::shared_ptr<fabric::Connection>> connection(Lane lane);
   void forget(const std::shared_ptr<fabric::Connection>& broken);
 

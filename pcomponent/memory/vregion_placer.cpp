@@ -25,9 +25,8 @@ Result<VregionPlacement> MonitorVregionPlacer::place(VnodeId vnode, uint64_t byt
     }
     connection = m_connection;
   }
-  wire::P2monMemoryPlaceRequest request{vnode, 0, bytes};
-  auto reply = rpc::call_for<wire::P2monMemoryPlaceReply>(
-      *connection, wire::Opcode::P2MON_MEMORY_PLACE, vnode, wire::as_bytes(request), m_timeout);
+  auto reply = rpc::call<wire::Opcode::P2MON_MEMORY_PLACE>(
+      *connection, vnode, wire::P2monMemoryPlaceRequest{vnode, 0, bytes}, m_timeout);
   if (!reply) {
     return make_error(reply.error().code(), "memory placement: " + reply.error().message());
   }

@@ -259,7 +259,7 @@ class ProcessManagerTest : public ::testing::Test {
   static inline std::unique_ptr<Launcher> launcher;
 
   FakeStorage m_storage;
-  rpc::Dispatcher m_dispatcher{"test"};
+  rpc::ControlDispatcher m_dispatcher{"test"};
   std::shared_ptr<FakeMonitor> m_monitor = std::make_shared<FakeMonitor>(m_dispatcher);
   std::unique_ptr<ProcessManager> m_manager;
 };
