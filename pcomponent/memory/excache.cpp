@@ -69,13 +69,12 @@ std::vector<PageKey> ExCache::victims(size_t count) {
   return {};
 }
 
-uint64_t ExCache::excess(VnodeId vnode, uint64_t extra) const {
-  uint64_t resident = m_stats.resident + extra;
-  uint64_t most = resident > m_budget ? resident - m_budget : 0;
+uint64_t ExCache::excess(VnodeId vnode) const {
+  uint64_t most = m_stats.resident > m_budget ? m_stats.resident - m_budget : 0;
   auto it = m_vnodes.find(vnode);
-  if (it != m_vnodes.end() && it->second.budget != 0) {
-    uint64_t own = it->second.policy->size() + extra;
-    if (own > it->second.budget) most = std::max<uint64_t>(most, own - it->second.budget);
+  if (it != m_vnodes.end() && it->second.budget != 0 &&
+      it->second.policy->size() > it->second.budget) {
+    most = std::max<uint64_t>(most, it->second.policy->size() - it->second.budget);
   }
   return most;
 }

@@ -53,9 +53,8 @@ class ExCache {
   std::vector<PageKey> victims(size_t count);
 
   // Pages over budget now for a page of `vnode`: the most over of the
-  // vNode's own budget and the pComponent's (0 when both hold), counting
-  // `extra` resident pages of the vNode that are not in the books.
-  uint64_t excess(VnodeId vnode, uint64_t extra = 0) const;
+  // vNode's own budget and the pComponent's (0 when both hold).
+  uint64_t excess(VnodeId vnode) const;
 
   // A page is no longer resident (evicted, unmapped, or its process ended).
   void remove(VnodeId vnode, const PageKey& page, bool evicted);

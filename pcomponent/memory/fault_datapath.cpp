@@ -176,16 +176,10 @@ bool MemoryManagerImpl::should_park(const Process& process) {
   // A process kept out of the books (no pagemap) is not bounded. A forked
   // child not matched yet (pid -1: the tracer has not reported its fork)
   // is not in the books either, and cannot be evicted until it is: it
-  // waits like the others, or it could fault in any amount meanwhile. Its
-  // resident pages (its parent's, copy-on-write, and what it faulted in
-  // since) count against the budget although the books do not hold them
-  // yet: without them a child could fetch up to a whole budget more before
-  // the tracer reports its fork (run_memory_test's fork_evict saw 48 MiB
-  // on a 32 MiB ExCache).
+  // waits like the others, or it could fault in any amount meanwhile.
   if (!process.in_cache && process.pid > 0) return false;
-  uint64_t unbooked = process.in_cache ? 0 : process.resident_pages.load();
   std::lock_guard lock(m_mutex);
-  return m_cache.excess(process.vnode, unbooked) > m_options.high_water;
+  return m_cache.excess(process.vnode) > m_options.high_water;
 }
 
 void MemoryManagerImpl::release_parked(bool all) {
